@@ -1,0 +1,82 @@
+"""Errors raised by NPO. Every error names the item, the field and the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NPOError(Exception):
+    """Base class of every error NPO raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """One problem with one input item.
+
+    ``index`` is the 0-based position in the batch (or the 1-based line of a file when
+    ``line`` is set), ``item_id`` the item's id when known, ``field`` the offending field.
+    """
+
+    index: int
+    field: str
+    reason: str
+    item_id: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else f"item {self.index}"
+        ident = f" (id={self.item_id!r})" if self.item_id is not None else ""
+        return f"{where}{ident}: {self.field}: {self.reason}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "line": self.line,
+            "id": self.item_id,
+            "field": self.field,
+            "reason": self.reason,
+        }
+
+
+class ValidationFailed(NPOError, ValueError):
+    """A batch (or a single item) was rejected; ``errors`` lists every bad item.
+
+    When this is raised by a store, nothing of the batch was stored.
+    """
+
+    def __init__(self, errors: list[ItemError], what: str = "batch") -> None:
+        self.errors = list(errors)
+        head = "; ".join(str(e) for e in self.errors[:10])
+        more = f" (+{len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
+        super().__init__(f"{what} rejected, {len(self.errors)} bad item(s): {head}{more}")
+
+
+class ConflictError(ValidationFailed):
+    """An id was re-sent with content different from the stored event."""
+
+
+class NotFound(NPOError, KeyError):
+    """A referenced object (policy version, threshold version, …) does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else "not found"
+
+
+class MissingExtra(NPOError, ImportError):
+    """An optional dependency is needed; the message says which extra installs it."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the optional package {module!r}: "
+            f"install it with  pip install 'npo[{extra}]'"
+        )
+
+
+def require(module: str, extra: str, purpose: str):  # type: ignore[no-untyped-def]
+    """Import an optional module or raise :class:`MissingExtra` naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingExtra(module, extra, purpose) from exc

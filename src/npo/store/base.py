@@ -1,0 +1,231 @@
+"""The store interface: append-only tables behind one protocol.
+
+Every backend (SQLite, PostgreSQL) implements :class:`Store` and passes the same
+contract test-suite (``tests/store/test_contract.py``). Reads for the estimators return
+columnar numpy arrays (:class:`LabelledFeedback`, :class:`DecisionArrays`), never
+row-by-row Python objects.
+
+Ingestion contract (SPEC §4, §6):
+- idempotent by id: re-sending an identical event is a no-op (counted as a duplicate);
+  the same id with different content raises :class:`~npo.errors.ConflictError` and the
+  stored event stays as it was;
+- a batch is one transaction: if any item is bad, nothing of it is stored, and the
+  :class:`~npo.errors.ValidationFailed` lists every bad item (index, id, field, reason).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+
+from npo.domain import ActionSpace, Decision, Feedback, PolicyVersion, Scenario, ThresholdSet
+
+#: What ``ingest_*`` accepts: records, plain mappings, a pyarrow Table / RecordBatch,
+#: or a pandas / polars DataFrame (converted through Arrow).
+Batch = Sequence[Any] | Iterable[Mapping[str, Any]] | Any
+
+EventKind = Literal["scenarios", "decisions", "feedback"]
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """Outcome of one accepted batch."""
+
+    kind: EventKind
+    inserted: int
+    duplicates: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "inserted": self.inserted, "duplicates": self.duplicates}
+
+
+@dataclass(frozen=True)
+class LabelledFeedback:
+    """Feedback events joined to their decisions, as parallel arrays (one row per event).
+
+    Codes: ``decision`` is an action index or -1 (DEFER); ``label`` an action index or
+    -1 (abstain); ``kind`` 0 like / 1 override / 2 abstain. ``segment``, ``reviewer``,
+    ``policy_version`` and ``threshold_version`` are integer codes into the matching
+    name tuples. Times are int64 microseconds since the Unix epoch (UTC).
+    """
+
+    feedback_id: np.ndarray
+    decision_id: np.ndarray
+    decision: np.ndarray
+    label: np.ndarray
+    kind: np.ndarray
+    propensity: np.ndarray
+    scores: np.ndarray  # (n, K) float64
+    segment: np.ndarray
+    reviewer: np.ndarray
+    policy_version: np.ndarray
+    threshold_version: np.ndarray
+    decision_time: np.ndarray
+    feedback_time: np.ndarray
+    segments: tuple[str, ...]
+    reviewers: tuple[str, ...]
+    policy_versions: tuple[str, ...]
+    threshold_versions: tuple[str, ...]
+    features: np.ndarray | None = None  # (n, d) when asked for with_features=True
+    scenario_id: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.decision.shape[0])
+
+    @property
+    def weight(self) -> np.ndarray:
+        """IPW weights ``1 / p``."""
+        return 1.0 / self.propensity
+
+
+@dataclass(frozen=True)
+class DecisionArrays:
+    """All decisions in a window (reviewed or not), as parallel arrays.
+
+    ``reviewed`` is True where at least one labelled (like/override) feedback exists;
+    ``label`` is the first such label (-1 otherwise); ``abstained`` is True where the
+    only feedback is abstentions. Needed by the Horvitz–Thompson sequential estimator.
+    """
+
+    decision_id: np.ndarray
+    decision: np.ndarray
+    propensity: np.ndarray
+    scores: np.ndarray
+    segment: np.ndarray
+    policy_version: np.ndarray
+    threshold_version: np.ndarray
+    decision_time: np.ndarray
+    reviewed: np.ndarray
+    label: np.ndarray
+    abstained: np.ndarray
+    segments: tuple[str, ...]
+    policy_versions: tuple[str, ...]
+    threshold_versions: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.decision.shape[0])
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One append-only audit entry; ``hash = sha256(prev_hash ‖ canonical JSON)``."""
+
+    seq: int
+    timestamp: datetime
+    kind: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    ok: bool
+    checked: int
+    problems: list[str] = field(default_factory=list)
+
+
+class Store(ABC):
+    """Append-only storage for scenarios, decisions, feedback, policy and threshold
+    versions, and the audit log. Use as a context manager or call :meth:`close`."""
+
+    #: e.g. "sqlite" or "postgresql"
+    backend: str
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def actions(self) -> ActionSpace:
+        """The action space fixed when the store was created."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ingestion (idempotent by id; atomic per batch) -------------------------------
+    @abstractmethod
+    def ingest_scenarios(self, batch: Batch | Iterable[Scenario]) -> IngestReport: ...
+
+    @abstractmethod
+    def ingest_decisions(self, batch: Batch | Iterable[Decision]) -> IngestReport: ...
+
+    @abstractmethod
+    def ingest_feedback(self, batch: Batch | Iterable[Feedback]) -> IngestReport: ...
+
+    # -- reads for the estimators ----------------------------------------------------
+    @abstractmethod
+    def labelled(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        segment: str | None = None,
+        policy_version: str | None = None,
+        with_features: bool = False,
+    ) -> LabelledFeedback:
+        """Feedback joined to decisions; the time window applies to the decision time."""
+
+    @abstractmethod
+    def decisions(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        segment: str | None = None,
+    ) -> DecisionArrays: ...
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Number of rows per table."""
+
+    # -- policy and threshold versions ------------------------------------------------
+    @abstractmethod
+    def add_policy(self, policy: PolicyVersion) -> None: ...
+
+    @abstractmethod
+    def get_policy(self, version: str) -> PolicyVersion: ...
+
+    @abstractmethod
+    def policies(self) -> list[PolicyVersion]: ...
+
+    @abstractmethod
+    def active_policy(self) -> str | None:
+        """Version currently serving, or None."""
+
+    @abstractmethod
+    def set_active_policy(self, version: str, *, reason: str, evidence: Mapping[str, Any]) -> None:
+        """Make ``version`` serve; writes an audit record (promotion / rollback)."""
+
+    @abstractmethod
+    def add_thresholds(self, thresholds: ThresholdSet) -> None: ...
+
+    @abstractmethod
+    def get_thresholds(self, version: str) -> ThresholdSet: ...
+
+    @abstractmethod
+    def active_thresholds(self) -> str | None: ...
+
+    @abstractmethod
+    def set_active_thresholds(
+        self, version: str, *, reason: str, evidence: Mapping[str, Any]
+    ) -> None: ...
+
+    # -- audit log (append-only, hash-chained) ----------------------------------------
+    @abstractmethod
+    def append_audit(self, kind: str, payload: Mapping[str, Any]) -> AuditRecord: ...
+
+    @abstractmethod
+    def audit(self, *, kind: str | None = None, limit: int | None = None) -> list[AuditRecord]: ...
+
+    @abstractmethod
+    def verify_audit(self) -> AuditVerification: ...
