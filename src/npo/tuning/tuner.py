@@ -1,0 +1,590 @@
+"""ThresholdTuner: choose the decision rule's thresholds from labelled feedback.
+
+Data: for each labelled review ``i`` the policy's scores ``s_i`` (so ``â_i = argmax s_i``
+and ``m_i = s_{i,â_i}``), the person's label ``y_i`` (``-1`` = abstained) and the review
+propensity ``p_i`` (``w_i = 1/p_i``). Under thresholds ``τ`` the decision is ``â_i`` if
+``m_i ≥ τ_{g(i)}`` else DEFER, with cost ``C[d, y_i]``. Because every review happened with
+known probability ``p_i`` whatever ``τ`` is, both estimators below hold for any ``τ``.
+
+**Point mode** (``objective="loss"``) minimises the Hájek IPW alignment loss
+``L̂(τ) = Σ w_i C(d_i(τ), y_i) / Σ w_i`` (abstentions excluded) subject to an IPW deferral
+rate ``D̂(τ) = Σ_{defer} w_i / Σ w_i ≤ deferral_budget`` and optional per-segment budgets.
+For one threshold the sweep is exact: sort ``m`` descending, then
+``L̂ = (Σ w c_defer + cumsum(w (c_act − c_defer))) / Σ w`` at the end of every tie group,
+i.e. every distinct candidate in ``O(n log n)``. Several thresholds (per action and/or
+per segment) are separable without a shared budget (exact); with a shared budget they are
+coupled by a Lagrange multiplier found by bisection (optimal among each threshold's
+lower-convex-hull candidates).
+
+**Risk-controlled mode** (``objective="risk"``) controls the automated-decision loss
+``R(τ) = E[C(â, y) · 1{m ≥ τ}]`` (the cost incurred by automated decisions, per scenario;
+non-increasing in ``τ``). Horvitz–Thompson over all ``n_total`` decisions in the window:
+``Z_i = R_i w_i C(â_i, y_i) 1{m_i ≥ τ}`` has mean ``R(τ)`` and lies in ``[0, C_max / p_min]``
+(abstentions among automated decisions count as ``C_max``: conservative). Learn-then-Test
+with fixed-sequence testing walks a fixed grid from ``τ = 1`` downwards, testing
+``H_τ: R(τ) > α`` at level ``δ`` (Hoeffding–Bentkus p-value or empirical-Bernstein bound)
+and stops at the first ``H_τ`` it cannot reject; the last rejected ``τ`` is returned. Then
+``P(R(τ̂) > α) ≤ δ`` (family-wise error of fixed-sequence testing). ``bound="none"`` is the
+plug-in rule ``R̂(τ) ≤ α`` that point-estimate tuners use (no guarantee), for comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from npo.domain import ActionSpace, CostMatrix, ThresholdSet
+from npo.errors import ItemError, ValidationFailed
+from npo.tuning.bounds import eb_upper, hb_pvalue
+
+Per = Literal["global", "action", "segment", "segment_action"]
+
+
+def _bad(field: str, reason: str) -> ValidationFailed:
+    return ValidationFailed([ItemError(0, field, reason)], what="tuning input")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Every distinct threshold of one group, most-deferring first.
+
+    ``threshold[j]``: act iff ``m ≥ threshold[j]``; ``loss[j]`` and ``defer[j]`` are the
+    weighted sums ``Σ w C`` and ``Σ_{defer} w`` of the group at that threshold.
+    """
+
+    threshold: np.ndarray
+    loss: np.ndarray
+    defer: np.ndarray
+
+
+def sweep(m: np.ndarray, c_act: np.ndarray, c_defer: np.ndarray, w: np.ndarray) -> Sweep:
+    """Exact loss and deferral for every distinct threshold (sort + cumulative sum).
+
+    Candidate ``j = 0`` defers everything (threshold just above ``max m``, or ``inf`` when no
+    representable threshold ≤ 1 does so); candidate ``j`` acts on the ``j`` largest distinct
+    values of ``m``.
+    """
+    order = np.argsort(-m, kind="stable")
+    ms = m[order]
+    ws = w[order]
+    gain = np.cumsum(ws * (c_act[order] - c_defer[order]))
+    wsum = np.cumsum(ws)
+    base = float(np.dot(w, c_defer))
+    total_w = float(w.sum())
+    if ms.size:
+        last = np.flatnonzero(np.append(ms[1:] != ms[:-1], True))  # end of each tie group
+        thr = ms[last]
+        top = np.nextafter(ms[0], np.inf)
+    else:
+        last = np.empty(0, dtype=np.intp)
+        thr = np.empty(0)
+        top = 1.0
+    all_defer = top if top <= 1.0 else np.inf
+    return Sweep(
+        threshold=np.concatenate([[all_defer], thr]),
+        loss=np.concatenate([[base], base + gain[last]]),
+        defer=np.concatenate([[total_w], total_w - wsum[last]]),
+    )
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """Proposed thresholds with their estimated consequences.
+
+    ``table`` is ``(G + 1, K)`` (rows: ``segments`` then the default row); ``loss`` and
+    ``deferral_rate`` are IPW estimates on the tuning data with ``1 − δ`` intervals;
+    ``risk`` / ``risk_upper`` the automated-decision loss and its upper bound (risk mode).
+    """
+
+    objective: str
+    per: str
+    table: np.ndarray
+    segments: tuple[str, ...]
+    loss: float
+    loss_interval: tuple[float, float]
+    deferral_rate: float
+    deferral_interval: tuple[float, float]
+    n: int
+    ess: float
+    delta: float
+    feasible: bool = True
+    risk: float | None = None
+    risk_upper: float | None = None
+    alpha: float | None = None
+    certified: bool | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def global_threshold(self) -> float:
+        return float(self.table[-1, 0])
+
+    def to_threshold_set(
+        self, version: str, actions: ActionSpace, note: str | None = None
+    ) -> ThresholdSet:
+        """As a :class:`ThresholdSet` (infinite thresholds are stored as 1.0)."""
+        t = np.minimum(self.table, 1.0)
+        names = actions.actions
+        default = t[-1]
+        glob = float(default[0])
+        per_action = {a: float(v) for a, v in zip(names, default, strict=True) if v != glob}
+        per_segment = {
+            g: {a: float(v) for a, v in zip(names, t[i], strict=True)}
+            for i, g in enumerate(self.segments)
+        }
+        return ThresholdSet(
+            version=version,
+            global_=glob,
+            per_action=per_action,
+            per_segment=per_segment,
+            note=note,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "per": self.per,
+            "thresholds": np.where(np.isfinite(self.table), self.table, 1.0).tolist(),
+            "segments": list(self.segments),
+            "loss": self.loss,
+            "loss_interval": list(self.loss_interval),
+            "deferral_rate": self.deferral_rate,
+            "deferral_interval": list(self.deferral_interval),
+            "n": self.n,
+            "ess": self.ess,
+            "delta": self.delta,
+            "feasible": self.feasible,
+            "risk": self.risk,
+            "risk_upper": self.risk_upper,
+            "alpha": self.alpha,
+            "certified": self.certified,
+            "notes": list(self.notes),
+        }
+
+
+class ThresholdTuner:
+    """Tune decision thresholds on labelled feedback (see the module docstring).
+
+    Parameters: ``per`` — one threshold (``"global"``), one per action, per segment, or per
+    segment × action; ``deferral_budget`` — max IPW deferral rate overall;
+    ``segment_budgets`` — max deferral rate per segment name; ``objective`` — ``"loss"``
+    (point) or ``"risk"`` (Learn-then-Test); ``alpha``, ``delta`` — risk level and
+    confidence; ``bound`` — ``"hb"``, ``"eb"`` or ``"none"`` (plug-in); ``n_grid`` —
+    size of the fixed grid of the risk mode; ``p_min`` — the exploration floor bounding
+    the HT terms (default: the smallest propensity seen).
+    """
+
+    def __init__(
+        self,
+        *,
+        per: Per = "global",
+        deferral_budget: float | None = None,
+        segment_budgets: Mapping[str, float] | None = None,
+        objective: Literal["loss", "risk"] = "loss",
+        alpha: float = 0.1,
+        delta: float = 0.1,
+        bound: Literal["hb", "eb", "none"] = "hb",
+        n_grid: int = 1000,
+        p_min: float | None = None,
+    ) -> None:
+        if per not in ("global", "action", "segment", "segment_action"):
+            raise _bad("per", f"must be global/action/segment/segment_action, got {per!r}")
+        if deferral_budget is not None and not 0.0 <= deferral_budget <= 1.0:
+            raise _bad("deferral_budget", f"must lie in [0, 1], got {deferral_budget}")
+        for g, b in (segment_budgets or {}).items():
+            if not 0.0 <= b <= 1.0:
+                raise _bad(f"segment_budgets[{g}]", f"must lie in [0, 1], got {b}")
+        if objective not in ("loss", "risk"):
+            raise _bad("objective", f"must be 'loss' or 'risk', got {objective!r}")
+        if not 0.0 < delta < 1.0:
+            raise _bad("delta", f"must lie in (0, 1), got {delta}")
+        if alpha <= 0:
+            raise _bad("alpha", f"must be > 0, got {alpha}")
+        if bound not in ("hb", "eb", "none"):
+            raise _bad("bound", f"must be hb, eb or none, got {bound!r}")
+        if n_grid < 2:
+            raise _bad("n_grid", f"must be ≥ 2, got {n_grid}")
+        if p_min is not None and not 0.0 < p_min <= 1.0:
+            raise _bad("p_min", f"must lie in (0, 1], got {p_min}")
+        self.per = per
+        self.deferral_budget = deferral_budget
+        self.segment_budgets = dict(segment_budgets or {})
+        self.objective = objective
+        self.alpha = float(alpha)
+        self.delta = float(delta)
+        self.bound = bound
+        self.n_grid = int(n_grid)
+        self.p_min = p_min
+
+    # -- input ----------------------------------------------------------------------------
+    @staticmethod
+    def _prepare(
+        scores: np.ndarray,
+        labels: np.ndarray,
+        propensity: np.ndarray | None,
+        cost: CostMatrix | np.ndarray,
+        segments: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        s = np.asarray(scores, dtype=np.float64)
+        if s.ndim != 2 or s.shape[1] < 2:
+            raise _bad("scores", f"must be (n, K) with K ≥ 2, got shape {s.shape}")
+        n, k = s.shape
+        if not np.all(np.isfinite(s)):
+            raise _bad("scores", "must be finite")
+        y = np.asarray(labels, dtype=np.int64)
+        if y.shape != (n,):
+            raise _bad("labels", f"needs shape ({n},), got {y.shape}")
+        if np.any((y < -1) | (y >= k)):
+            raise _bad("labels", f"must be action codes 0..{k - 1} or -1 (abstained)")
+        p = np.ones(n) if propensity is None else np.asarray(propensity, dtype=np.float64)
+        if p.shape != (n,):
+            raise _bad("propensity", f"needs shape ({n},), got {p.shape}")
+        if np.any(~np.isfinite(p)) or np.any((p <= 0) | (p > 1)):
+            raise _bad("propensity", "must lie in (0, 1]")
+        c = cost.array if isinstance(cost, CostMatrix) else np.asarray(cost, dtype=np.float64)
+        if c.shape != (k + 1, k):
+            raise _bad("cost", f"must be a ({k + 1}, {k}) matrix (DEFER row last), got {c.shape}")
+        g = np.zeros(n, dtype=np.intp) if segments is None else np.asarray(segments, np.intp)
+        if g.shape != (n,) or (n and g.min() < 0):
+            raise _bad("segments", f"needs {n} non-negative segment codes")
+        return s, y, p, c, g, np.argmax(s, axis=1)
+
+    # -- public -------------------------------------------------------------------------------
+    def fit(
+        self,
+        scores: np.ndarray,
+        labels: np.ndarray,
+        propensity: np.ndarray | None = None,
+        cost: CostMatrix | np.ndarray | None = None,
+        *,
+        segments: np.ndarray | None = None,
+        segment_names: Sequence[str] = (),
+        n_total: int | None = None,
+    ) -> TuningResult:
+        """Tune on labelled reviews. ``segments`` are codes into ``segment_names``;
+        ``n_total`` (risk mode) is the number of decisions the reviews were sampled from."""
+        k = np.asarray(scores).shape[1] if np.ndim(scores) == 2 else 2
+        if cost is None:
+            cost = np.vstack([1.0 - np.eye(k), np.full((1, k), 0.1)])
+        s, y, p, c, g, best = self._prepare(scores, labels, propensity, cost, segments)
+        n_seg = max(int(g.max()) + 1 if g.size else 1, len(segment_names))
+        names = tuple(segment_names) or tuple(f"segment-{i}" for i in range(n_seg))
+        if len(names) < n_seg:
+            raise _bad("segment_names", f"needs a name for each of {n_seg} segment codes")
+        if self.objective == "risk":
+            return self._fit_risk(s, y, p, c, best, n_total, k)
+        return self._fit_loss(s, y, p, c, g, best, names, k)
+
+    def fit_binary(
+        self,
+        score: np.ndarray,
+        labels: np.ndarray,
+        propensity: np.ndarray | None = None,
+        cost: CostMatrix | np.ndarray | None = None,
+    ) -> tuple[float, float]:
+        """Binary rule without DEFER: decide action 1 iff ``score ≥ τ``, else action 0.
+
+        Returns ``(τ, IPW loss)`` minimising ``Σ w C(d, y) / Σ w`` exactly over every
+        distinct score (ties broken towards the larger ``τ``). Abstentions are excluded.
+        """
+        sc = np.asarray(score, dtype=np.float64)
+        y = np.asarray(labels, dtype=np.int64)
+        if sc.ndim != 1 or y.shape != sc.shape:
+            raise _bad("score", "score and labels must be 1-D arrays of the same length")
+        if np.any((y < -1) | (y > 1)):
+            raise _bad("labels", "binary labels must be 0, 1 or -1")
+        p = np.ones(sc.shape[0]) if propensity is None else np.asarray(propensity, float)
+        c = (
+            np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.1]])
+            if cost is None
+            else (cost.array if isinstance(cost, CostMatrix) else np.asarray(cost, float))
+        )
+        keep = y >= 0
+        sc, y, w = sc[keep], y[keep], 1.0 / p[keep]
+        sw = sweep(sc, c[1, y], c[0, y], w)
+        j = int(np.argmin(sw.loss))  # first minimum = largest threshold
+        return float(sw.threshold[j]), float(sw.loss[j] / w.sum())
+
+    # -- point mode ------------------------------------------------------------------------
+    def _groups(self, g: np.ndarray, best: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+        if self.per == "global":
+            return np.zeros_like(best), 1
+        if self.per == "action":
+            return best.astype(np.intp), k
+        n_seg = int(g.max()) + 1 if g.size else 1
+        if self.per == "segment":
+            return g, n_seg
+        return g * k + best, n_seg * k
+
+    def _fit_loss(
+        self,
+        s: np.ndarray,
+        y: np.ndarray,
+        p: np.ndarray,
+        c: np.ndarray,
+        g: np.ndarray,
+        best: np.ndarray,
+        names: tuple[str, ...],
+        k: int,
+    ) -> TuningResult:
+        keep = y >= 0
+        s, y, p, g, best = s[keep], y[keep], p[keep], g[keep], best[keep]
+        n = int(y.shape[0])
+        if n == 0:
+            raise _bad("labels", "no labelled (like/override) feedback to tune on")
+        w = 1.0 / p
+        m = s[np.arange(n), best]
+        c_act = c[best, y]
+        c_def = c[-1, y]
+        grp, n_grp = self._groups(g, best, k)
+        sweeps = [
+            sweep(m[grp == j], c_act[grp == j], c_def[grp == j], w[grp == j]) for j in range(n_grp)
+        ]
+        # segment of each group, and the per-segment / global deferral budgets (as weights)
+        seg_of = np.zeros(n_grp, dtype=np.intp)
+        if self.per == "segment":
+            seg_of = np.arange(n_grp)
+        elif self.per == "segment_action":
+            seg_of = np.arange(n_grp) // k
+        total_w = float(w.sum())
+        seg_caps: dict[int, float] = {}
+        notes: list[str] = []
+        for name, b in self.segment_budgets.items():
+            if name not in names:
+                raise _bad(f"segment_budgets[{name}]", f"unknown segment; known: {list(names)}")
+            si = names.index(name)
+            seg_caps[si] = b * float(w[g == si].sum())
+        if seg_caps and self.per in ("global", "action"):
+            raise _bad("segment_budgets", "need per='segment' or per='segment_action'")
+        cap = None if self.deferral_budget is None else self.deferral_budget * total_w
+        choice, feasible = _choose(sweeps, seg_of, seg_caps, cap)
+        if not feasible:
+            notes.append("deferral budget cannot be met; returned the least-deferring rule")
+        # thresholds table
+        n_seg_rows = len(names) if self.per in ("segment", "segment_action") else 0
+        table = np.full((n_seg_rows + 1, k), 1.0)
+        for j, sw in enumerate(sweeps):
+            t = float(sw.threshold[choice[j]])
+            if self.per == "global":
+                table[:, :] = t
+            elif self.per == "action":
+                table[:, j] = t
+            elif self.per == "segment":
+                table[j, :] = t
+            else:
+                table[j // k, j % k] = t
+        tau = table[g if n_seg_rows else np.full(n, 0, np.intp), best]
+        acted = m >= tau
+        cost_i = np.where(acted, c_act, c_def)
+        return self._result(
+            "loss", table, names[:n_seg_rows], cost_i, ~acted, w, c, feasible, tuple(notes)
+        )
+
+    def _result(
+        self,
+        objective: str,
+        table: np.ndarray,
+        segs: tuple[str, ...],
+        cost_i: np.ndarray,
+        deferred: np.ndarray,
+        w: np.ndarray,
+        c: np.ndarray,
+        feasible: bool,
+        notes: tuple[str, ...],
+        **extra: Any,
+    ) -> TuningResult:
+        from npo.estimation.intervals import empirical_bernstein_interval
+
+        cmax = float(c.max()) if c.max() > 0 else 1.0
+        li = empirical_bernstein_interval(cost_i, w, delta=self.delta, lower=0.0, upper=cmax)
+        di = empirical_bernstein_interval(deferred.astype(float), w, delta=self.delta)
+        return TuningResult(
+            objective=objective,
+            per=self.per,
+            table=table,
+            segments=segs,
+            loss=li.estimate,
+            loss_interval=(li.lower, li.upper),
+            deferral_rate=di.estimate,
+            deferral_interval=(di.lower, di.upper),
+            n=int(cost_i.shape[0]),
+            ess=li.ess,
+            delta=self.delta,
+            feasible=feasible,
+            notes=notes,
+            **extra,
+        )
+
+    # -- risk mode ------------------------------------------------------------------------
+    def risk_grid(self) -> np.ndarray:
+        """The fixed, data-independent test order: ``τ`` from 1 down to 0."""
+        return np.linspace(1.0, 0.0, self.n_grid)
+
+    def _fit_risk(
+        self,
+        s: np.ndarray,
+        y: np.ndarray,
+        p: np.ndarray,
+        c: np.ndarray,
+        best: np.ndarray,
+        n_total: int | None,
+        k: int,
+    ) -> TuningResult:
+        n_lab = int(y.shape[0])
+        if n_lab == 0:
+            raise _bad("labels", "no feedback to tune on")
+        weighted = bool(np.any(p < 1.0))
+        if n_total is None:
+            if weighted:
+                raise _bad(
+                    "n_total",
+                    "risk mode with review propensities < 1 needs the number of decisions "
+                    "the reviews were sampled from (Horvitz–Thompson denominator)",
+                )
+            n_total = n_lab
+        if n_total < n_lab:
+            raise _bad("n_total", f"must be ≥ the number of reviews ({n_lab}), got {n_total}")
+        p_min = self.p_min if self.p_min is not None else float(p.min())
+        if float(p.min()) < p_min:
+            raise _bad("propensity", f"a propensity {p.min()} is below p_min={p_min}")
+        cmax = float(c[:k].max()) or 1.0
+        w = 1.0 / p
+        m = s[np.arange(n_lab), best]
+        lab = y >= 0
+        loss_act = np.where(lab, c[best, np.maximum(y, 0)], cmax)  # abstain -> C_max
+        z = w * loss_act
+        order = np.argsort(-m, kind="stable")
+        ms, z1, z2 = m[order], np.cumsum(z[order]), np.cumsum((z * z)[order])
+        grid = self.risk_grid()
+        cnt = np.searchsorted(-ms, -grid, side="right")  # rows with m >= τ
+        s1 = np.where(cnt > 0, z1[np.maximum(cnt - 1, 0)], 0.0)
+        s2 = np.where(cnt > 0, z2[np.maximum(cnt - 1, 0)], 0.0)
+        risk = s1 / n_total
+        big_b = cmax / p_min
+        if self.bound == "hb":
+            ok = hb_pvalue(risk, n_total, alpha=self.alpha, bound=big_b) <= self.delta
+            upper = None
+        elif self.bound == "eb":
+            upper = eb_upper(s1, s2, n_total, bound=big_b, delta=self.delta)
+            ok = upper <= self.alpha
+        else:
+            upper = risk
+            ok = risk <= self.alpha
+        fails = np.flatnonzero(~ok)
+        stop = int(fails[0]) if fails.size else len(grid)  # first non-rejection
+        certified = stop > 0
+        j = stop - 1 if certified else 0
+        tau = float(grid[j]) if certified else np.inf
+        notes: tuple[str, ...] = ()
+        if not certified:
+            notes = ("no threshold passed the first test: defer everything",)
+        table = np.full((1, k), tau)
+        acted = m >= tau
+        cost_i = np.where(acted, c[best, np.maximum(y, 0)], c[-1, np.maximum(y, 0)])[lab]
+        r_up = float(upper[j]) if (upper is not None and certified) else None
+        return self._result(
+            "risk",
+            table,
+            (),
+            cost_i,
+            ~acted[lab],
+            w[lab],
+            c,
+            True,
+            notes,
+            risk=float(risk[j]) if certified else 0.0,
+            risk_upper=r_up,
+            alpha=self.alpha,
+            certified=certified,
+        )
+
+
+def _pick(sw: Sweep, mult: float) -> int:
+    """argmin loss + mult · defer; ties go to the lower deferral (later index)."""
+    obj = sw.loss + mult * sw.defer
+    rev = obj[::-1]
+    return len(obj) - 1 - int(np.argmin(rev))
+
+
+def _choose(
+    sweeps: list[Sweep],
+    seg_of: np.ndarray,
+    seg_caps: dict[int, float],
+    cap: float | None,
+) -> tuple[list[int], bool]:
+    """Pick one candidate per group under the deferral caps (Lagrangian bisection)."""
+    eps = 1e-9
+    if len(sweeps) == 1 and len(seg_caps) <= 1:
+        sw = sweeps[0]
+        limit = min([cap if cap is not None else np.inf, *seg_caps.values()])
+        ok = sw.defer <= limit * (1 + eps) + eps
+        if not ok.any():
+            return [int(np.argmin(sw.defer))], False
+        obj = np.where(ok, sw.loss, np.inf)
+        best = obj.min()
+        ties = np.flatnonzero(obj <= best)
+        return [int(ties[np.argmin(sw.defer[ties])])], True
+
+    # a segment with one threshold: its cap is a hard filter on that threshold (exact)
+    sweeps = list(sweeps)
+    for seg, sc in list(seg_caps.items()):
+        idx = np.flatnonzero(seg_of == seg)
+        if len(idx) == 1:
+            sw = sweeps[idx[0]]
+            ok = sw.defer <= sc * (1 + eps) + eps
+            if not ok.any():
+                ok = sw.defer <= sw.defer.min()
+            sweeps[idx[0]] = Sweep(sw.threshold, np.where(ok, sw.loss, np.inf), sw.defer)
+    hi_mult = 1.0 + max(float(np.max(sw.loss[np.isfinite(sw.loss)])) for sw in sweeps)
+    hi_mult = hi_mult * 1e3 / max(min(float(np.max(sw.defer)) for sw in sweeps), 1e-12)
+
+    def solve_segments(lam: float) -> list[int]:
+        choice = [0] * len(sweeps)
+        for seg in np.unique(seg_of):
+            idx = np.flatnonzero(seg_of == seg)
+
+            def pick_all(mu: float, idx: np.ndarray = idx) -> list[int]:
+                return [_pick(sweeps[i], lam + mu) for i in idx]
+
+            def defer_of(ch: list[int], idx: np.ndarray = idx) -> float:
+                return float(sum(sweeps[i].defer[c] for i, c in zip(idx, ch, strict=True)))
+
+            ch = pick_all(0.0)
+            seg_cap = seg_caps.get(int(seg))
+            if seg_cap is not None and defer_of(ch) > seg_cap * (1 + eps) + eps:
+                lo, hi = 0.0, hi_mult
+                for _ in range(60):
+                    mid = (lo + hi) / 2
+                    if defer_of(pick_all(mid)) > seg_cap * (1 + eps) + eps:
+                        lo = mid
+                    else:
+                        hi = mid
+                ch = pick_all(hi)
+            for i, c in zip(idx, ch, strict=True):
+                choice[i] = c
+        return choice
+
+    def total_defer(ch: list[int]) -> float:
+        return float(sum(sw.defer[c] for sw, c in zip(sweeps, ch, strict=True)))
+
+    def seg_ok(ch: list[int]) -> bool:
+        for seg, sc in seg_caps.items():
+            d = sum(sweeps[i].defer[ch[i]] for i in np.flatnonzero(seg_of == seg))
+            if d > sc * (1 + eps) + eps:
+                return False
+        return True
+
+    choice = solve_segments(0.0)
+    if cap is not None and total_defer(choice) > cap * (1 + eps) + eps:
+        lo, hi = 0.0, hi_mult
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if total_defer(solve_segments(mid)) > cap * (1 + eps) + eps:
+                lo = mid
+            else:
+                hi = mid
+        choice = solve_segments(hi)
+    feasible = seg_ok(choice) and (cap is None or total_defer(choice) <= cap * (1 + eps) + eps)
+    return choice, feasible
