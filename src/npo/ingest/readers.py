@@ -1,0 +1,377 @@
+"""Streaming readers: a file is read in chunks of at most ``batch_size`` records, each
+with the file line of every record, so that errors can name the line.
+
+- JSONL / NDJSON (optionally ``.gz``): one JSON object per line; blank lines are skipped
+  (they still count as lines). A chunk is parsed by Arrow's JSON reader; if that fails or
+  the chunk needs per-row care (unknown keys, nulls in required fields), it is parsed line
+  by line with :func:`json.loads` so that every problem is pinned to its line.
+- CSV (optionally ``.gz``): header on line 1; quoted cells may span lines (the record's
+  first line is reported). Empty cells are missing values.
+- Parquet: read by row group batches (``ParquetFile.iter_batches``); "line" is the
+  1-based row number.
+
+Memory is bounded by the chunk size: nothing holds more than one chunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from npo.ingest.schema import RowError
+
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+class FileProblem(ValueError):
+    """The file as a whole cannot be read (unknown type, empty, bad header, ...).
+
+    ``line`` is the line at fault when there is one; ``field`` names what is wrong.
+    """
+
+    def __init__(self, field: str, reason: str, line: int | None = None) -> None:
+        self.field, self.reason, self.line = field, reason, line
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{where}{field}: {reason}")
+
+
+@dataclass
+class Chunk:
+    """Up to ``batch_size`` records of a file.
+
+    ``start`` is the 0-based index of the first record in the file, ``lines`` the 1-based
+    file line of each record (``len(lines)`` records). ``table`` (Arrow) or ``records``
+    (dicts, for the per-row path) hold the records that could be read; ``rows`` maps each
+    of them to its position in ``lines``. ``errors`` are the problems found while reading.
+    """
+
+    start: int
+    lines: np.ndarray
+    table: Any = None
+    records: list[dict[str, Any]] | None = None
+    rows: np.ndarray | None = None
+    errors: list[RowError] = field(default_factory=list)
+    position: int = 0  # bytes of the file consumed so far (for progress)
+
+    @property
+    def n(self) -> int:
+        return len(self.lines)
+
+
+def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> tuple[str, bool]:
+    """``(format, gzipped)`` from ``fmt`` or the file name suffix."""
+    p = Path(path)
+    suffixes = [s.lower() for s in p.suffixes]
+    gz = bool(suffixes) and suffixes[-1] == ".gz"
+    if fmt is not None:
+        f = fmt.lower().lstrip(".")
+        f = {"ndjson": "jsonl", "json": "jsonl", "pq": "parquet"}.get(f, f)
+        if f not in ("jsonl", "csv", "parquet"):
+            raise FileProblem("format", f"unknown format {fmt!r}; expected jsonl, csv or parquet")
+        return f, gz
+    if gz:
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    kind = FORMATS.get(ext)
+    if kind is None or (gz and kind == "parquet"):
+        shown = p.name if not ext else ext + (".gz" if gz else "")
+        raise FileProblem(
+            "file",
+            f"unknown file type {shown!r}; expected .jsonl/.ndjson, .csv (optionally .gz) "
+            "or .parquet",
+        )
+    return kind, gz
+
+
+class _Counting(io.RawIOBase):
+    """Wraps a binary file to count bytes read (progress of compressed input too)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.count = raw, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self.raw.readinto(b)  # type: ignore[attr-defined]
+        self.count += n or 0
+        return n or 0
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def _open_binary(path: Path, gz: bool) -> tuple[IO[bytes], _Counting]:
+    counting = _Counting(open(path, "rb"))  # noqa: SIM115 - closed by the caller
+    buffered = io.BufferedReader(counting, buffer_size=1 << 20)
+    if gz:
+        return gzip.GzipFile(fileobj=buffered, mode="rb"), counting  # type: ignore[return-value]
+    return buffered, counting
+
+
+# --------------------------------------------------------------------------------------
+# JSONL
+# --------------------------------------------------------------------------------------
+def iter_jsonl(
+    path: Path,
+    batch_size: int,
+    *,
+    gz: bool = False,
+    per_row: Any = None,
+) -> Iterator[Chunk]:
+    """Chunks of a JSONL file. ``per_row(table) -> bool`` says whether an Arrow-parsed
+    chunk must be re-read line by line (to pin problems to lines)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    f, counting = _open_binary(path, gz)
+    with f:
+        lineno = 0
+        start = 0
+        while True:
+            raw = list(islice(f, batch_size))
+            if not raw:
+                break
+            lines: list[int] = []
+            body: list[bytes] = []
+            for b in raw:
+                lineno += 1
+                if b.strip():
+                    lines.append(lineno)
+                    body.append(b if b.endswith(b"\n") else b + b"\n")
+            # a chunk of only blank lines still advances the line count
+            if not body:
+                continue
+            arr = np.asarray(lines, dtype=np.int64)
+            chunk = Chunk(start, arr, position=counting.count)
+            table = None
+            try:
+                table = pj.read_json(
+                    io.BytesIO(b"".join(body)),
+                    read_options=pj.ReadOptions(block_size=max(1 << 20, sum(map(len, body)) + 1)),
+                )
+                if table.num_rows != len(body):
+                    table = None
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                table = None
+            if table is not None and (per_row is None or not per_row(table)):
+                chunk.table = table
+                chunk.rows = np.arange(len(body))
+            else:
+                _parse_lines(chunk, body)
+            start += len(body)
+            yield chunk
+
+
+def _parse_lines(chunk: Chunk, body: list[bytes]) -> None:
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    for i, b in enumerate(body):
+        try:
+            obj = json.loads(b)
+        except UnicodeDecodeError as e:
+            chunk.errors.append(RowError(i, "json", f"not valid UTF-8 ({e.reason})"))
+            continue
+        except json.JSONDecodeError as e:
+            chunk.errors.append(RowError(i, "json", f"malformed JSON: {e.msg} at column {e.colno}"))
+            continue
+        if not isinstance(obj, dict):
+            chunk.errors.append(
+                RowError(i, "json", f"expected a JSON object, got {_json_type(obj)}")
+            )
+            continue
+        records.append(obj)
+        rows.append(i)
+    chunk.records = records
+    chunk.rows = np.asarray(rows, dtype=np.int64)
+
+
+def _json_type(v: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------
+def read_csv_header(path: Path, gz: bool = False) -> list[str]:
+    f, _ = _open_binary(path, gz)
+    with io.TextIOWrapper(f, encoding="utf-8-sig", newline="") as text:
+        try:
+            header = next(csv.reader(text))
+        except StopIteration:
+            raise FileProblem("file", "the file is empty (no header, no records)") from None
+        except UnicodeDecodeError:
+            raise FileProblem("file", "not valid UTF-8 text", 1) from None
+    return _clean_header(header)
+
+
+def _clean_header(header: list[str]) -> list[str]:
+    names = [h.strip() for h in header]
+    for j, h in enumerate(names):
+        if not h:
+            raise FileProblem("header", f"column {j + 1} has no name", 1)
+    return names
+
+
+def iter_csv(path: Path, batch_size: int, *, gz: bool = False) -> Iterator[Chunk]:
+    """Chunks of a CSV file; every cell is text (empty = missing)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    f, counting = _open_binary(path, gz)
+    with io.TextIOWrapper(f, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text, strict=True)
+        try:
+            header = _clean_header(next(reader))
+        except StopIteration:
+            raise FileProblem("file", "the file is empty (no header, no records)") from None
+        except UnicodeDecodeError:
+            raise FileProblem("file", "not valid UTF-8 text", 1) from None
+        except csv.Error as e:
+            raise FileProblem("header", f"malformed CSV: {e}", 1) from None
+        ncol = len(header)
+        start = 0
+        prev = reader.line_num
+        done = False
+        while not done:
+            good: list[list[str]] = []
+            lines: list[int] = []
+            rows: list[int] = []
+            errors: list[RowError] = []
+            while len(lines) < batch_size:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    done = True
+                    break
+                except UnicodeDecodeError:
+                    raise FileProblem("file", "not valid UTF-8 text", prev + 1) from None
+                except csv.Error as e:
+                    lines.append(prev + 1)
+                    errors.append(RowError(len(lines) - 1, "row", f"malformed CSV: {e}"))
+                    prev = reader.line_num
+                    continue
+                first = prev + 1
+                prev = reader.line_num
+                if not row or (len(row) == 1 and not row[0].strip() and ncol > 1):
+                    continue  # blank line
+                lines.append(first)
+                if len(row) != ncol:
+                    errors.append(
+                        RowError(
+                            len(lines) - 1,
+                            "row",
+                            f"expected {ncol} cells as in the header, got {len(row)}",
+                        )
+                    )
+                    continue
+                good.append(row)
+                rows.append(len(lines) - 1)
+            if not lines:
+                break
+            cols = list(zip(*good, strict=True)) if good else [() for _ in header]
+            arrays = []
+            for c in cols:
+                a = pa.array(c, type=pa.string())
+                a = pc.utf8_trim_whitespace(a)
+                arrays.append(pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a))
+            table = pa.table(dict(zip(header, arrays, strict=True))) if header else None
+            chunk = Chunk(
+                start,
+                np.asarray(lines, dtype=np.int64),
+                table=table,
+                rows=np.asarray(rows, dtype=np.int64),
+                errors=errors,
+                position=counting.count,
+            )
+            start += len(lines)
+            yield chunk
+
+
+# --------------------------------------------------------------------------------------
+# Parquet and in-memory tables
+# --------------------------------------------------------------------------------------
+def parquet_columns(path: Path) -> tuple[list[str], int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise FileProblem("file", f"not a readable Parquet file: {e}") from None
+    return list(pf.schema_arrow.names), pf.metadata.num_rows
+
+
+def iter_parquet(path: Path, batch_size: int) -> Iterator[Chunk]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    start = 0
+    done_groups = 0
+    for batch in pf.iter_batches(batch_size=batch_size):
+        n = batch.num_rows
+        if n == 0:
+            continue
+        done_groups += n
+        yield Chunk(
+            start,
+            np.arange(start + 1, start + n + 1, dtype=np.int64),
+            table=pa.Table.from_batches([batch]),
+            rows=np.arange(n),
+            position=done_groups,
+        )
+        start += n
+
+
+def iter_table(table: Any, batch_size: int) -> Iterator[Chunk]:
+    """Zero-copy slices of an Arrow table; "line" is the 1-based row number."""
+    n = table.num_rows
+    for start in range(0, n, batch_size):
+        t = table.slice(start, batch_size)
+        yield Chunk(
+            start,
+            np.arange(start + 1, start + t.num_rows + 1, dtype=np.int64),
+            table=t,
+            rows=np.arange(t.num_rows),
+            position=start + t.num_rows,
+        )
+
+
+def to_arrow(frame: Any) -> Any:
+    """A pandas / polars DataFrame, Arrow Table or RecordBatch -> Arrow Table."""
+    import pyarrow as pa
+
+    if isinstance(frame, pa.Table):
+        return frame
+    if isinstance(frame, pa.RecordBatch):
+        return pa.Table.from_batches([frame])
+    mod = type(frame).__module__
+    if mod.startswith("pandas"):
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    if mod.startswith("polars"):
+        return frame.to_arrow()
+    raise TypeError(
+        f"frame: expected a pandas or polars DataFrame or a pyarrow Table, got "
+        f"{type(frame).__name__}"
+    )
