@@ -1,0 +1,188 @@
+"""The monitor protocol shared by every NPO monitor, and small helpers they all use.
+
+A monitor consumes labelled evidence one observation at a time (or in batches, which is
+the fast path) and exposes a read-only trigger state:
+
+* ``OK``       -- no evidence that the monitored quantity exceeds its tolerance;
+* ``RETRAIN``  -- evidence that it exceeds the tolerance ``lambda``;
+* ``OVERRIDE`` -- evidence that it exceeds the critical level ``lambda_crit``.
+
+Observations for the alignment monitors are per-decision Horvitz-Thompson terms
+``Z_i = R_i C(d_i, y_i) / p_i`` in loss units (``0 <= Z_i <= scale = C_max / p_min``);
+unreviewed decisions contribute 0. Monitors divide by ``scale`` internally and report
+estimates and bounds in loss units again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from npo.errors import ItemError, ValidationFailed
+
+__all__ = [
+    "Monitor",
+    "MonitorStatus",
+    "TriggerState",
+    "as_observations",
+    "check_level",
+    "hysteresis_states",
+]
+
+
+class TriggerState(IntEnum):
+    """Trigger state of a monitor (ordered: a larger value is a stronger alarm)."""
+
+    OK = 0
+    RETRAIN = 1
+    OVERRIDE = 2
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    """Read-only snapshot of a monitor, suitable for the audit log.
+
+    ``estimate``/``lower``/``upper`` are in loss units (NaN when the monitor has no such
+    quantity). ``margin = |estimate - tolerance|`` and ``epsilon`` is the radius of the
+    confidence sequence on the tolerance's side of the estimate, so
+    ``in_ambiguity_zone = margin <= epsilon`` exactly when the tolerance lies inside the
+    current confidence sequence: the trigger state is then not certain (SPEC: threshold
+    fidelity). ``evidence`` holds monitor-specific numbers (e-values, parameters).
+    """
+
+    state: TriggerState
+    n: int
+    estimate: float = float("nan")
+    lower: float = float("nan")
+    upper: float = float("nan")
+    tolerance: float = float("nan")
+    margin: float = float("nan")
+    epsilon: float = float("nan")
+    in_ambiguity_zone: bool = False
+    evidence: Mapping[str, float | int | str | bool] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-able dict (state by name)."""
+        return {
+            "state": self.state.name,
+            "n": self.n,
+            "estimate": self.estimate,
+            "lower": self.lower,
+            "upper": self.upper,
+            "tolerance": self.tolerance,
+            "margin": self.margin,
+            "epsilon": self.epsilon,
+            "in_ambiguity_zone": self.in_ambiguity_zone,
+            "evidence": dict(self.evidence),
+        }
+
+
+@runtime_checkable
+class Monitor(Protocol):
+    """One small protocol for every monitor.
+
+    ``update`` takes a scalar or a 1-D batch of observations and returns the trigger
+    state after each observation (``int8`` values of :class:`TriggerState`); ``state`` and
+    ``status`` are read-only views of the current state; ``reset`` forgets all evidence
+    (the loop calls it after a validated policy is promoted).
+    """
+
+    def update(self, x: ArrayLike) -> np.ndarray: ...
+
+    @property
+    def state(self) -> TriggerState: ...
+
+    @property
+    def status(self) -> MonitorStatus: ...
+
+    def reset(self) -> None: ...
+
+
+def check_level(name: str, value: float, *, low: float = 0.0, high: float = float("inf")) -> float:
+    """Validate a scalar parameter ``low < value < high`` (finite) or raise naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValidationFailed(
+            [ItemError(0, name, f"must be a number, got {value!r}")], what="parameter"
+        ) from None
+    if not np.isfinite(v) or not (low < v < high):
+        raise ValidationFailed(
+            [ItemError(0, name, f"must be finite and in ({low:g}, {high:g}), got {v!r}")],
+            what="parameter",
+        )
+    return v
+
+
+def as_observations(
+    x: ArrayLike, *, scale: float = 1.0, field_name: str = "x", binary: bool = False
+) -> np.ndarray:
+    """Validate observations in ``[0, scale]`` and return them divided by ``scale`` (float64, 1-D).
+
+    Raises :class:`ValidationFailed` naming the first bad positions when a value is NaN,
+    infinite or outside ``[0, scale]`` (or not 0/1 when ``binary``); nothing is consumed.
+    """
+    arr = np.asarray(x)
+    if arr.ndim > 1:
+        raise ValidationFailed(
+            [ItemError(0, field_name, f"must be a scalar or 1-D array, got shape {arr.shape}")],
+            what="observations",
+        )
+    try:
+        arr = np.atleast_1d(arr).astype(np.float64, copy=False)
+    except (TypeError, ValueError):
+        raise ValidationFailed(
+            [ItemError(0, field_name, "must be numeric")], what="observations"
+        ) from None
+    if binary:
+        bad = ~((arr == 0.0) | (arr == 1.0))
+        reason = "must be 0 or 1"
+    else:
+        bad = ~np.isfinite(arr) | (arr < 0.0) | (arr > scale)
+        reason = f"must be finite and in [0, {scale:g}]"
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        errors = [ItemError(int(i), field_name, f"{reason}, got {arr[i]!r}") for i in idx[:10]]
+        if len(idx) > 10:
+            errors.append(ItemError(int(idx[10]), field_name, f"{len(idx) - 10} more bad values"))
+        raise ValidationFailed(errors, what="observations")
+    return arr / scale if scale != 1.0 else arr
+
+
+def _forward_fill_flag(set_mask: np.ndarray, clear_mask: np.ndarray, initial: bool) -> np.ndarray:
+    """Flag switched on by ``set_mask``, off by ``clear_mask`` (set wins); else it holds."""
+    n = set_mask.shape[-1]
+    event = set_mask | clear_mask
+    idx = np.where(event, np.arange(n), -1)
+    last = np.maximum.accumulate(idx, axis=-1)
+    value = np.take_along_axis(set_mask, np.maximum(last, 0), axis=-1)
+    return np.where(last >= 0, value, initial)
+
+
+def hysteresis_states(
+    lower: np.ndarray,
+    upper: np.ndarray,
+    tolerance: float,
+    critical: float,
+    initial: TriggerState | np.ndarray = TriggerState.OK,
+) -> np.ndarray:
+    """Trigger states from confidence-sequence bounds, with hysteresis, vectorised.
+
+    Each level ``k`` (``tolerance`` for RETRAIN, ``critical`` for OVERRIDE) has a flag that
+    switches on when ``lower > level`` and off when ``upper < level``; otherwise it holds.
+    The state is the number of flags on (the OVERRIDE flag implies the RETRAIN flag because
+    ``critical > tolerance``). So RETRAIN clears when ``upper < tolerance`` (SPEC) and OVERRIDE
+    steps down to RETRAIN when ``upper < critical``. Works on ``(..., n)`` arrays; ``initial``
+    is the state before the first column (scalar or one per row).
+    """
+    init = np.asarray(initial, dtype=np.int8)
+    if init.ndim:
+        init = init[..., None]
+    retrain = _forward_fill_flag(lower > tolerance, upper < tolerance, init >= 1)
+    override = _forward_fill_flag(lower > critical, upper < critical, init >= 2)
+    return (retrain.astype(np.int8) + (override & retrain).astype(np.int8)).astype(np.int8)

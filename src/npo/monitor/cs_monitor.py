@@ -1,0 +1,248 @@
+"""The default monitor: a time-uniform confidence sequence over the alignment loss.
+
+With tolerance ``lambda`` and critical level ``lambda_crit > lambda`` (loss units) and a
+``(1 - delta)`` confidence sequence ``[l_t, u_t]`` for the mean of the observations
+(SPEC section 2):
+
+* RETRAIN when ``l_t > lambda``; OVERRIDE when ``l_t > lambda_crit``;
+* RETRAIN clears to OK when ``u_t < lambda``, OVERRIDE steps down to RETRAIN when
+  ``u_t < lambda_crit`` (hysteresis: between the two conditions the state holds).
+
+False-alarm guarantee: if the conditional mean of every observation is ``<= lambda``, then
+with probability ``>= 1 - delta`` the sequence never leaves the mean, so ``l_t <= lambda``
+for all ``t`` and RETRAIN is never raised -- however often the state is read.
+
+The confidence sequence is pluggable. The default is the *recent* sequence
+:class:`npo.estimation.confseq.RestartedCS` (empirical-Bernstein sequences restarted every
+``window // 2`` steps, union bound over restarts): it reports the mean of the last
+``window // 2 .. window`` observations, so it reacts to a change within ``window`` steps
+and can clear by itself after a recovery. ``window=None`` uses one
+:class:`~npo.estimation.confseq.EmpiricalBernsteinCS` over everything since the last
+:meth:`reset` (tightest for a stationary stream, but slow after a change: its predictable
+bets weight early data more); ``cs=`` takes any ``ConfidenceSequence`` instance or a
+factory ``delta -> ConfidenceSequence``. Observations are in
+``[0, scale]`` (per-decision Horvitz-Thompson terms, ``scale = C_max / p_min``); the CS
+sees them divided by ``scale``, bounds are reported in loss units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from npo.errors import ItemError, ValidationFailed
+from npo.monitor.base import (
+    MonitorStatus,
+    TriggerState,
+    as_observations,
+    check_level,
+    hysteresis_states,
+)
+
+__all__ = [
+    "AbstentionMonitor",
+    "ConfidenceSequenceMonitor",
+    "DisagreementMonitor",
+    "MonitorTrace",
+    "disagreement_terms",
+]
+
+
+@dataclass(frozen=True)
+class MonitorTrace:
+    """States and confidence-sequence bounds (loss units) after each observation."""
+
+    states: np.ndarray
+    estimate: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+def _make_cs(cs: Any, delta: float, window: int | None) -> Any:
+    if cs is None:
+        from npo.estimation.confseq import EmpiricalBernsteinCS, RestartedCS
+
+        return EmpiricalBernsteinCS(delta) if window is None else RestartedCS(window, delta)
+    if hasattr(cs, "update") and hasattr(cs, "reset"):
+        return cs
+    if callable(cs):
+        made = cs(delta)
+        if hasattr(made, "update") and hasattr(made, "reset"):
+            return made
+    raise ValidationFailed(
+        [ItemError(0, "cs", "must be a ConfidenceSequence or a factory delta -> one")],
+        what="parameter",
+    )
+
+
+class ConfidenceSequenceMonitor:
+    """Level monitor on a time-uniform confidence sequence (see the module docstring).
+
+    Parameters: ``tolerance`` (lambda) and ``critical`` (lambda_crit, default
+    ``min(2 lambda, (lambda + scale) / 2)``) in loss units; ``scale`` the upper bound of an
+    observation; ``delta`` the CS miscoverage (false-alarm level); ``cs`` a
+    ``ConfidenceSequence`` instance or a factory ``delta -> ConfidenceSequence`` (overrides
+    ``window``, the length of the recent horizon of the default sequence).
+    """
+
+    name = "confidence sequence"
+    _binary = False
+
+    def __init__(
+        self,
+        tolerance: float,
+        critical: float | None = None,
+        *,
+        scale: float = 1.0,
+        delta: float = 0.05,
+        window: int | None = 2000,
+        cs: Any | Callable[[float], Any] | None = None,
+    ) -> None:
+        self.scale = check_level("scale", scale)
+        self.tolerance = check_level("tolerance", tolerance, high=self.scale)
+        self.critical = (
+            min(2 * self.tolerance, 0.5 * (self.tolerance + self.scale))
+            if critical is None
+            else check_level("critical", critical, low=self.tolerance, high=self.scale)
+        )
+        self.delta = check_level("delta", delta, high=1.0)
+        self.window = None if window is None else int(check_level("window", window, low=1))
+        self.cs = _make_cs(cs, self.delta, self.window)
+        self.delta = float(getattr(self.cs, "delta", self.delta))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all evidence (the CS restarts); state OK."""
+        self.cs.reset()
+        self._state = TriggerState.OK
+        self._last = (float("nan"), float("nan"), float("nan"))
+
+    @property
+    def state(self) -> TriggerState:
+        return self._state
+
+    def trace(self, x: ArrayLike) -> MonitorTrace:
+        """Like :meth:`update` but also return the CS after each observation (loss units)."""
+        obs = as_observations(x, scale=self.scale, binary=self._binary)
+        if obs.size == 0:
+            e = np.empty(0)
+            return MonitorTrace(np.zeros(0, np.int8), e, e, e)
+        b = self.cs.update(obs)
+        s = self.scale
+        states = hysteresis_states(
+            np.asarray(b.lower),
+            np.asarray(b.upper),
+            self.tolerance / s,
+            self.critical / s,
+            self._state,
+        )
+        self._state = TriggerState(int(states[-1]))
+        self._last = (float(b.estimate[-1]), float(b.lower[-1]), float(b.upper[-1]))
+        return MonitorTrace(
+            states, np.asarray(b.estimate) * s, np.asarray(b.lower) * s, np.asarray(b.upper) * s
+        )
+
+    def update(self, x: ArrayLike) -> np.ndarray:
+        """Consume observations in ``[0, scale]``; return the state after each (``int8``)."""
+        return self.trace(x).states
+
+    @property
+    def status(self) -> MonitorStatus:
+        s = self.scale
+        n = int(self.cs.n)
+        est, lo, hi = (v * s for v in self._last)
+        tol = self.tolerance
+        eps = (est - lo) if est >= tol else (hi - est)
+        return MonitorStatus(
+            state=self._state,
+            n=n,
+            estimate=est,
+            lower=lo,
+            upper=hi,
+            tolerance=tol,
+            margin=abs(est - tol),
+            epsilon=eps,
+            in_ambiguity_zone=bool(lo <= tol <= hi),
+            evidence={
+                "monitor": self.name,
+                "confidence_sequence": type(self.cs).__name__,
+                "window": self.window if self.window is not None else "since reset",
+                "delta": self.delta,
+                "critical": self.critical,
+                "scale": s,
+                "fidelity_bound": self.delta + float(lo <= tol <= hi),
+            },
+        )
+
+
+class AbstentionMonitor(ConfidenceSequenceMonitor):
+    """Abstention-rate monitor: observations are 0/1 (1 = the review was an abstention).
+
+    ``tolerance`` is the largest acceptable abstention rate; RETRAIN means "evidence the
+    abstention rate exceeds it" (ambiguity, reviewer load or unclear policy), OVERRIDE that
+    it exceeds ``critical``. Same CS rules and guarantee as the parent.
+    """
+
+    name = "abstention rate"
+    _binary = True
+
+    def __init__(
+        self,
+        tolerance: float,
+        critical: float | None = None,
+        *,
+        delta: float = 0.05,
+        window: int | None = 2000,
+        cs: Any | Callable[[float], Any] | None = None,
+    ) -> None:
+        super().__init__(tolerance, critical, scale=1.0, delta=delta, window=window, cs=cs)
+
+
+class DisagreementMonitor(ConfidenceSequenceMonitor):
+    """Reviewer-disagreement monitor: one observation per multiply-reviewed decision, the
+    fraction of reviewer pairs that disagree on it (in ``[0, 1]``; see
+    :func:`disagreement_terms`). ``tolerance`` is the acceptable disagreement rate."""
+
+    name = "reviewer disagreement"
+
+    def __init__(
+        self,
+        tolerance: float,
+        critical: float | None = None,
+        *,
+        delta: float = 0.05,
+        window: int | None = 2000,
+        cs: Any | Callable[[float], Any] | None = None,
+    ) -> None:
+        super().__init__(tolerance, critical, scale=1.0, delta=delta, window=window, cs=cs)
+
+
+def disagreement_terms(labels: ArrayLike, *, missing: int = -1) -> np.ndarray:
+    """Per decision, the fraction of reviewer pairs whose labels differ.
+
+    ``labels`` is ``(decisions, reviewer slots)`` of integer action labels with ``missing``
+    where a slot has no label (abstentions are not labels). Decisions with fewer than two
+    labels are dropped. With ``n`` labels of which ``c_k`` equal action ``k``, the value is
+    ``1 - sum_k c_k (c_k - 1) / (n (n - 1))``.
+    """
+    lab = np.asarray(labels)
+    if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
+        raise ValidationFailed(
+            [ItemError(0, "labels", "must be a 2-D integer array (decisions x reviewers)")],
+            what="reviewer labels",
+        )
+    present = lab != missing
+    n = present.sum(axis=1)
+    keep = n >= 2
+    lab, present, n = lab[keep], present[keep], n[keep]
+    if lab.size == 0:
+        return np.zeros(0)
+    same_pairs = np.zeros(lab.shape[0])  # pairs (i < j) of slots with equal labels
+    for i in range(lab.shape[1]):
+        for j in range(i + 1, lab.shape[1]):
+            same_pairs += present[:, i] & present[:, j] & (lab[:, i] == lab[:, j])
+    return 1.0 - same_pairs / (n * (n - 1) / 2.0)
