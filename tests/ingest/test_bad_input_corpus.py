@@ -130,7 +130,7 @@ CASES = [
     Case(
         "csv-propensity-zero",
         "dec.csv",
-        csv(DEC_HEADER, "d10,s10,v1,\"[0.3, 0.7]\",reject,0", "d11,s11,v1,0.3;0.7,reject,0.5"),
+        csv(DEC_HEADER, 'd10,s10,v1,"[0.3, 0.7]",reject,0', "d11,s11,v1,0.3;0.7,reject,0.5"),
         2,
         "propensity",
         "(0, 1]",

@@ -121,7 +121,7 @@ class _Counting(io.RawIOBase):
 
 def _open_binary(path: Path, gz: bool) -> tuple[IO[bytes], _Counting]:
     counting = _Counting(open(path, "rb"))  # noqa: SIM115 - closed by the caller
-    buffered = io.BufferedReader(counting, buffer_size=1 << 20)
+    buffered = io.BufferedReader(counting, buffer_size=1 << 18)
     if gz:
         return gzip.GzipFile(fileobj=buffered, mode="rb"), counting  # type: ignore[return-value]
     return buffered, counting

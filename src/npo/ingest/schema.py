@@ -207,7 +207,7 @@ def _is_text(t: Any) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
-def _float_column(col: Any, field: str, ids: list[Any] | None, errs: list[RowError]) -> Any:
+def _float_column(col: Any, field: str, ids: Any, errs: list[RowError]) -> Any:
     """Cast a column to float64, pinning down the rows that are not numbers."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -233,14 +233,30 @@ def _float_column(col: Any, field: str, ids: list[Any] | None, errs: list[RowErr
     return pa.array(out, mask=mask, type=pa.float64())
 
 
-def _id_at(ids: list[Any] | None, i: int) -> str | None:
+class _LazyIds:
+    """The ``id`` column as Python values, converted only if an error needs it."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.values: list[Any] | None = None
+
+    def __getitem__(self, i: int) -> Any:
+        if self.values is None:
+            names = self.table.column_names
+            self.values = (
+                self.table.column("id").to_pylist() if "id" in names else [None] * len(self.table)
+            )
+        return self.values[i]
+
+
+def _id_at(ids: Any, i: int) -> str | None:
     if ids is None:
         return None
     v = ids[i]
     return v if isinstance(v, str) else None
 
 
-def _vector_from_text(col: Any, field: str, ids: list[Any] | None, errs: list[RowError]) -> Any:
+def _vector_from_text(col: Any, field: str, ids: Any, errs: list[RowError]) -> Any:
     """A text column of vectors (``"0.2;0.8"`` / ``"[0.2, 0.8]"``) -> list<float64>."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -269,9 +285,7 @@ def _vector_from_text(col: Any, field: str, ids: list[Any] | None, errs: list[Ro
     return pa.array(values, type=lt)
 
 
-def _assemble(
-    table: Any, names: list[str], field: str, ids: list[Any] | None, errs: list[RowError]
-) -> Any:
+def _assemble(table: Any, names: list[str], field: str, ids: Any, errs: list[RowError]) -> Any:
     """``score_<a>`` / ``feature_<x>`` columns -> one list<float64> column."""
     import pyarrow as pa
 
@@ -300,9 +314,7 @@ def normalise_table(
     import pyarrow as pa
 
     errs: list[RowError] = []
-    ids: list[Any] | None = None
-    if "id" in table.column_names:
-        ids = table.column("id").to_pylist()
+    ids = _LazyIds(table)
     cols: dict[str, Any] = {}
     spread = spread_columns(table.column_names, kind, actions)
     vec = VECTOR.get(kind)
@@ -315,6 +327,8 @@ def normalise_table(
                 col = _float_column(col, name, ids, errs)
             elif vec is not None and name == vec[0]:
                 col = _vector_from_text(col, name, ids, errs)
+                if name == "features":  # an empty cell: no features (the default)
+                    col = col.fill_null(pa.scalar([], col.type))
             elif name == "timestamp":
                 col = _text_times(col)
         cols[name] = col

@@ -1,0 +1,298 @@
+"""Ingest throughput: 1,000,000 feedback events into SQLite and PostgreSQL, dedupe on.
+
+Systems, each with random (uuid4) and time-ordered (UUIDv7-like) ids:
+
+- ``bare executemany (SQLite)``: the baseline -- plain ``INSERT`` of the same rows,
+  already as Python tuples, into the same SQLite schema (a fresh NPO store file), same
+  batch size and one transaction per batch. No validation, no dedupe, no references.
+- ``NPO SQLite``: :func:`npo.ingest.ingest_frame` of an Arrow table via the Python API:
+  validation, idempotent dedupe by id, reference checks, one transaction per batch.
+- ``NPO SQLite, re-send``: the same events again (all duplicates: nothing stored).
+- ``NPO SQLite from Parquet``: :func:`npo.ingest.ingest_file` on a Parquet file.
+- ``NPO PostgreSQL`` (and its re-send): the same into a throw-away local server.
+
+The decisions the feedback refers to (one per two events) are ingested first and not
+timed. ``ratio`` is events/s divided by the baseline's events/s for the same id scheme
+(target >= 0.5). ``--quick`` uses 50,000 events.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from npo.domain import ActionSpace
+from npo.ingest import ingest_file, ingest_frame
+from npo.store import open_store
+
+ACTIONS = ActionSpace(["approve", "reject", "escalate"])
+BATCH = 50_000
+T0_US = 1_700_000_000_000_000  # 2023-11-14, microseconds since the epoch
+
+
+# --------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------
+def make_ids(n: int, scheme: str, prefix: str, rng: np.random.Generator) -> list[str]:
+    """uuid4 strings, or time-ordered UUIDv7-like strings (48-bit ms time + sequence)."""
+    if scheme == "uuid4":
+        return [str(uuid.UUID(bytes=b, version=4)) for b in _random_bytes(n, rng)]
+    ms = 1_700_000_000_000 + np.arange(n, dtype=np.int64) // 8  # 8 events per millisecond
+    rand = rng.integers(0, 1 << 62, size=n, dtype=np.int64)
+    return [
+        f"{prefix}{t:012x}-7{i & 0xFFF:03x}-{r:016x}"
+        for t, i, r in zip(ms.tolist(), range(n), rand.tolist(), strict=True)
+    ]
+
+
+def _random_bytes(n: int, rng: np.random.Generator) -> Iterator[bytes]:
+    raw = rng.bytes(16 * n)
+    for i in range(n):
+        yield raw[16 * i : 16 * i + 16]
+
+
+def make_data(n: int, scheme: str, seed: int = 0) -> tuple[pa.Table, pa.Table]:
+    """(decisions, feedback): ``n`` feedback events on ``n // 2`` decisions."""
+    rng = np.random.default_rng(seed)
+    m = max(1, n // 2)
+    dids = make_ids(m, scheme, "d", rng)
+    fids = make_ids(n, scheme, "f", rng)
+    k = ACTIONS.k
+    s = rng.dirichlet(np.ones(k), size=m)
+    act = s.argmax(axis=1)
+    defer = s.max(axis=1) < 0.5
+    prop = np.where(defer, 1.0, 0.2)
+    names = np.array([*ACTIONS.actions])
+    action = np.where(defer, "DEFER", names[act])
+    offsets = pa.array(np.arange(m + 1, dtype=np.int32) * k)
+    decisions = pa.table(
+        {
+            "id": dids,
+            "scenario_id": [f"s{i}" for i in range(m)],
+            "policy_version": ["v1"] * m,
+            "scores": pa.ListArray.from_arrays(offsets, pa.array(s.ravel())),
+            "action": action.tolist(),
+            "propensity": prop,
+            "timestamp": pa.array(T0_US + np.arange(m) * 1000, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    ref = np.arange(n) // 2  # two events per decision, in time order
+    deferred = defer[ref]
+    kind = np.where(deferred, "override", rng.choice(["like", "override", "abstain"], size=n))
+    over = kind == "override"
+    label = names[rng.integers(0, k, size=n)]
+    feedback = pa.table(
+        {
+            "id": fids,
+            "decision_id": [dids[j] for j in ref.tolist()],
+            "reviewer_id": [f"r{j}" for j in rng.integers(0, 50, size=n).tolist()],
+            "kind": kind.tolist(),
+            "action": pa.array(np.where(over, label, None).tolist(), pa.string()),
+            "timestamp": pa.array(
+                T0_US + np.arange(n) * 500 + 10_000_000, pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    return decisions, feedback
+
+
+def bare_rows(feedback: pa.Table) -> list[tuple[Any, ...]]:
+    """The feedback rows as the store writes them: (id, decision_id, reviewer_id, kind code,
+    action code, comment, ts us)."""
+    codes = {"like": 0, "override": 1, "abstain": 2}
+    acts = {a: i for i, a in enumerate(ACTIONS.actions)}
+    ts = feedback.column("timestamp").cast(pa.int64()).to_pylist()
+    return list(
+        zip(
+            feedback.column("id").to_pylist(),
+            feedback.column("decision_id").to_pylist(),
+            feedback.column("reviewer_id").to_pylist(),
+            [codes[k] for k in feedback.column("kind").to_pylist()],
+            [acts.get(a, -1) for a in feedback.column("action").to_pylist()],
+            [None] * feedback.num_rows,
+            ts,
+            strict=True,
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------
+# systems
+# --------------------------------------------------------------------------------------
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    gc.collect()
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def bare_executemany(path: Path, rows: list[tuple[Any, ...]]) -> float:
+    """Plain INSERTs into the schema of a fresh NPO SQLite store, same batch size."""
+    open_store(str(path), ACTIONS).close()  # creates the very same schema
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA cache_size=-65536")
+    sql = (
+        "INSERT INTO feedback (id, decision_id, reviewer_id, kind, action, comment, ts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+
+    def go() -> None:
+        for s in range(0, len(rows), BATCH):
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(sql, rows[s : s + BATCH])
+            db.execute("COMMIT")
+
+    secs, _ = timed(go)
+    assert db.execute("SELECT count(*) FROM feedback").fetchone()[0] == len(rows)
+    db.close()
+    return secs
+
+
+def npo_ingest(url: str, decisions: pa.Table, feedback: pa.Table) -> dict[str, float]:
+    store = open_store(url, ACTIONS)
+    try:
+        ingest_frame(store, decisions, "decisions", batch_size=BATCH)
+        secs, s1 = timed(lambda: ingest_frame(store, feedback, "feedback", batch_size=BATCH))
+        assert s1.ok and s1.inserted == feedback.num_rows, s1.to_dict()
+        resend, s2 = timed(lambda: ingest_frame(store, feedback, "feedback", batch_size=BATCH))
+        assert s2.ok and s2.duplicates == feedback.num_rows, s2.to_dict()
+    finally:
+        store.close()
+    return {"first": secs, "resend": resend}
+
+
+def npo_parquet(path: Path, decisions: pa.Table, feedback_file: Path, n: int) -> float:
+    store = open_store(str(path), ACTIONS)
+    try:
+        ingest_frame(store, decisions, "decisions", batch_size=BATCH)
+        secs, s = timed(lambda: ingest_file(store, feedback_file, "feedback", batch_size=BATCH))
+        assert s.ok and s.inserted == n, s.to_dict()
+    finally:
+        store.close()
+    return secs
+
+
+# --------------------------------------------------------------------------------------
+# PostgreSQL: a throw-away local server
+# --------------------------------------------------------------------------------------
+@contextmanager
+def postgres_server() -> Iterator[tuple[str | None, str]]:
+    """Yield ``(url_factory_base, note)``; url is None when no server could be started.
+
+    Uses ``NPO_BENCH_PG_URL`` when set; otherwise starts a server the way the test-suite
+    does (helper code in ``tests/conftest.py`` when importable).
+    """
+    url = os.environ.get("NPO_BENCH_PG_URL")
+    if url:
+        yield url, "PostgreSQL from NPO_BENCH_PG_URL"
+        return
+    try:
+        from npo.store.pgserver import throwaway_server  # type: ignore[import-not-found]
+    except ImportError:
+        yield None, "PostgreSQL skipped: no throw-away server helper available"
+        return
+    try:
+        with throwaway_server() as base:
+            yield base, "PostgreSQL: throw-away local server"
+    except Exception as e:  # pragma: no cover - depends on the machine
+        yield None, f"PostgreSQL skipped: could not start a server ({e})"
+
+
+def _pg_database(base: str, name: str) -> str:
+    """Create database ``name`` on the server of ``base`` and return its URL."""
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        c.execute(f'CREATE DATABASE "{name}"')
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{name}"
+
+
+# --------------------------------------------------------------------------------------
+def run(quick: bool) -> dict[str, Any]:
+    n = 50_000 if quick else 1_000_000
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="npo-bench-ingest-"))
+    notes: list[str] = []
+    try:
+        with postgres_server() as (pg, pg_note):
+            notes.append(pg_note)
+            for scheme in ("uuid4", "time-ordered"):
+                decisions, feedback = make_data(n, scheme)
+                base = bare_executemany(tmp / f"bare-{scheme}.db", bare_rows(feedback))
+                base_rate = n / base
+                rows.append(_row("bare executemany (SQLite)", scheme, n, base, base_rate))
+                t = npo_ingest(str(tmp / f"npo-{scheme}.db"), decisions, feedback)
+                rows.append(_row("NPO SQLite", scheme, n, t["first"], base_rate))
+                rows.append(
+                    _row("NPO SQLite, re-send (all duplicates)", scheme, n, t["resend"], base_rate)
+                )
+                summary[f"SQLite ratio to bare executemany, {scheme}"] = round(base / t["first"], 3)
+                pq_file = tmp / f"fb-{scheme}.parquet"
+                pq.write_table(feedback, pq_file)
+                secs = npo_parquet(tmp / f"npo-pq-{scheme}.db", decisions, pq_file, n)
+                rows.append(_row("NPO SQLite from Parquet file", scheme, n, secs, base_rate))
+                if pg is not None:
+                    url = _pg_database(pg, f"bench_{scheme.replace('-', '_')}")
+                    t = npo_ingest(url, decisions, feedback)
+                    rows.append(_row("NPO PostgreSQL", scheme, n, t["first"], base_rate))
+                    rows.append(
+                        _row(
+                            "NPO PostgreSQL, re-send (all duplicates)",
+                            scheme,
+                            n,
+                            t["resend"],
+                            base_rate,
+                        )
+                    )
+                del decisions, feedback
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "title": f"Ingest throughput: {n:,} feedback events, dedupe on",
+        "rows": rows,
+        "summary": summary,
+        "notes": " ".join(
+            [
+                f"Batches of {BATCH:,} events, one transaction each. ratio = events/s over the",
+                "bare executemany baseline's events/s for the same id scheme (target >= 0.5).",
+                "Decisions referenced by the feedback (n/2) are ingested first, untimed.",
+                *notes,
+            ]
+        ),
+    }
+
+
+def _row(system: str, scheme: str, n: int, secs: float, base_rate: float) -> dict[str, Any]:
+    rate = n / secs
+    return {
+        "system": system,
+        "ids": scheme,
+        "events": n,
+        "seconds": round(secs, 3),
+        "events_per_s": round(rate),
+        "ratio_to_bare": round(rate / base_rate, 3),
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import json
+
+    print(json.dumps(run(quick=True), indent=2))
