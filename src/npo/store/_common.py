@@ -147,6 +147,7 @@ def verify_chain(rows: Sequence[Sequence[Any]], head: tuple[int, str] | None) ->
     count = len(rows)
     last_seq = rows[-1][0] if rows else 0
     if head is None:
+        problems.append("head: the head row (seq and hash of the last record) is missing")
         head = (0, GENESIS)
     if head[0] != last_seq or head[1] != prev:
         problems.append(

@@ -148,7 +148,8 @@ class SQLiteStore(Store):
                         what="open_store",
                     )
                 self._db.execute(
-                    "INSERT INTO meta VALUES ('actions', ?)", (json.dumps(list(actions.actions)),)
+                    "INSERT INTO meta VALUES ('actions', ?), ('audit_head', ?)",
+                    (json.dumps(list(actions.actions)), f"0:{C.GENESIS}"),
                 )
                 self._actions = actions
             else:
