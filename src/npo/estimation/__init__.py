@@ -2,6 +2,16 @@
 statistics, fixed-time intervals, time-uniform confidence sequences and reviewer
 statistics. Takes numpy arrays, returns frozen dataclasses; imports no store/CLI code."""
 
+from npo.estimation.alignment import (
+    AlignmentBreakdown,
+    AlignmentEstimate,
+    abstention_bracket_terms,
+    alignment_breakdown,
+    alignment_stats,
+    cost_array,
+    estimate_alignment,
+    horvitz_thompson_terms,
+)
 from npo.estimation.confseq import (
     BettingCS,
     ConfidenceSequence,
@@ -19,19 +29,29 @@ from npo.estimation.intervals import (
     empirical_bernstein_upper,
     wilson_interval,
 )
+from npo.estimation.sufficient import AlignmentStats
 
 __all__ = [
+    "AlignmentBreakdown",
+    "AlignmentEstimate",
+    "AlignmentStats",
     "BettingCS",
     "CSBounds",
     "ConfidenceSequence",
     "EmpiricalBernsteinCS",
     "Interval",
     "RestartedCS",
+    "abstention_bracket_terms",
+    "alignment_breakdown",
+    "alignment_stats",
     "bernoulli_confidence_interval",
     "bootstrap_interval",
     "clopper_pearson_interval",
+    "cost_array",
     "effective_sample_size",
     "empirical_bernstein_interval",
     "empirical_bernstein_upper",
+    "estimate_alignment",
+    "horvitz_thompson_terms",
     "wilson_interval",
 ]
