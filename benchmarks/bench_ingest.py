@@ -19,7 +19,6 @@ timed. ``ratio`` is events/s divided by the baseline's events/s for the same id 
 from __future__ import annotations
 
 import gc
-import os
 import shutil
 import sqlite3
 import tempfile
@@ -191,37 +190,24 @@ def npo_parquet(path: Path, decisions: pa.Table, feedback_file: Path, n: int) ->
 # PostgreSQL: a throw-away local server
 # --------------------------------------------------------------------------------------
 @contextmanager
-def postgres_server() -> Iterator[tuple[str | None, str]]:
-    """Yield ``(url_factory_base, note)``; url is None when no server could be started.
-
-    Uses ``NPO_BENCH_PG_URL`` when set; otherwise starts a server the way the test-suite
-    does (helper code in ``tests/conftest.py`` when importable).
-    """
-    url = os.environ.get("NPO_BENCH_PG_URL")
-    if url:
-        yield url, "PostgreSQL from NPO_BENCH_PG_URL"
+def postgres_server() -> Iterator[tuple[Callable[[str], str] | None, str]]:
+    """Yield ``(create_database, note)``; ``create_database(name) -> url`` is None when no
+    server could be started. Uses the test-suite's throw-away server
+    (:class:`npo.store.pgserver.PostgresServer`, durable: fsync on, as in production)."""
+    try:
+        from npo.store.pgserver import PostgresServer, PostgresUnavailable
+    except ImportError as e:  # pragma: no cover - depends on the checkout
+        yield None, f"PostgreSQL skipped: {e}"
         return
     try:
-        from npo.store.pgserver import throwaway_server  # type: ignore[import-not-found]
-    except ImportError:
-        yield None, "PostgreSQL skipped: no throw-away server helper available"
+        server = PostgresServer.start(durable=True)
+    except PostgresUnavailable as e:  # pragma: no cover - depends on the machine
+        yield None, f"PostgreSQL skipped: {e}"
         return
     try:
-        with throwaway_server() as base:
-            yield base, "PostgreSQL: throw-away local server"
-    except Exception as e:  # pragma: no cover - depends on the machine
-        yield None, f"PostgreSQL skipped: could not start a server ({e})"
-
-
-def _pg_database(base: str, name: str) -> str:
-    """Create database ``name`` on the server of ``base`` and return its URL."""
-    import psycopg
-
-    with psycopg.connect(base, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        c.execute(f'CREATE DATABASE "{name}"')
-    head, _, _ = base.rpartition("/")
-    return f"{head}/{name}"
+        yield server.create_database, "PostgreSQL: throw-away local server, fsync on."
+    finally:
+        server.stop()
 
 
 # --------------------------------------------------------------------------------------
@@ -250,7 +236,7 @@ def run(quick: bool) -> dict[str, Any]:
                 secs = npo_parquet(tmp / f"npo-pq-{scheme}.db", decisions, pq_file, n)
                 rows.append(_row("NPO SQLite from Parquet file", scheme, n, secs, base_rate))
                 if pg is not None:
-                    url = _pg_database(pg, f"bench_{scheme.replace('-', '_')}")
+                    url = pg(f"bench_{scheme.replace('-', '_')}")
                     t = npo_ingest(url, decisions, feedback)
                     rows.append(_row("NPO PostgreSQL", scheme, n, t["first"], base_rate))
                     rows.append(

@@ -1,10 +1,9 @@
-"""Fixtures for the ingestion tests: a real SQLite store (the embedded default) seeded
-with a few events."""
+"""Fixtures for the ingestion tests: a real store per backend (SQLite, and PostgreSQL on
+the session's throw-away server from ``tests/conftest.py``) seeded with a few events."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +13,10 @@ from npo.store import open_store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Any]:
-    """A fresh SQLite store holding decisions d1 (reject, p=0.5), d2 (DEFER, p=1) and one
-    like (f1 on d1)."""
-    s = open_store(str(tmp_path / "npo.db"), ACTIONS)
+def store(store_url: str) -> Iterator[Any]:
+    """A fresh store holding decisions d1 (reject, p=0.5), d2 (DEFER, p=1) and one like
+    (f1 on d1); parametrised over the backends by ``store_url``."""
+    s = open_store(store_url, ACTIONS)
     s.ingest_decisions([decision(1), decision(2, action="DEFER", propensity=1.0)])
     s.ingest_feedback([feedback(1)])
     yield s
