@@ -124,7 +124,8 @@ class TuningResult:
     def to_threshold_set(
         self, version: str, actions: ActionSpace, note: str | None = None
     ) -> ThresholdSet:
-        """As a :class:`ThresholdSet` (infinite thresholds are stored as 1.0)."""
+        """As a :class:`ThresholdSet` (infinite thresholds are stored as 1.0). With per-segment
+        thresholds, the default row (segments not seen in the tuning data) is 1.0: defer."""
         t = np.minimum(self.table, 1.0)
         names = actions.actions
         default = t[-1]

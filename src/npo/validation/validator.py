@@ -218,7 +218,7 @@ class PolicyValidator:
                     )
                 )
         reasons: list[str] = []
-        threshold = -self.margin if self.mode == "superiority" else self.margin
+        threshold = (-self.margin or 0.0) if self.mode == "superiority" else self.margin
         better = hi < threshold if self.mode == "superiority" else hi <= threshold
         worse = lo > 0
         regressed = [e.segment for e in evidence if e.regressed]

@@ -1,0 +1,52 @@
+"""``npo promote VERSION`` (needs a passing verdict unless ``--force``, which is audited)
+and ``npo rollback VERSION``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from npo.cli.common import DbOption, JsonOption, cli_errors, console, default_db, emit_json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("promote")
+    def promote_cmd(
+        version: Annotated[str, typer.Argument(help="Policy version to make active.")],
+        db: DbOption = default_db(),
+        force: Annotated[
+            bool, typer.Option("--force", help="Promote without a passing verdict (audited).")
+        ] = False,
+        reason: Annotated[str, typer.Option(help="Why (goes into the audit log).")] = "",
+        as_json: JsonOption = False,
+    ) -> None:
+        """Make a validated policy version serve."""
+        from npo.policy.registry import promote
+        from npo.store import open_store
+
+        with cli_errors(as_json), open_store(db) as store:
+            out = promote(store, version, force=force, reason=reason)
+        if as_json:
+            emit_json({"ok": True, **out})
+        else:
+            how = "[bold yellow]FORCED[/] " if out["forced"] else ""
+            console.print(f"{how}promoted {version} (was {out['previous']})")
+
+    @app.command("rollback")
+    def rollback_cmd(
+        version: Annotated[str, typer.Argument(help="Earlier policy version to restore.")],
+        db: DbOption = default_db(),
+        reason: Annotated[str, typer.Option(help="Why (goes into the audit log).")] = "",
+        as_json: JsonOption = False,
+    ) -> None:
+        """Make an earlier policy version serve again (audited)."""
+        from npo.policy.registry import rollback
+        from npo.store import open_store
+
+        with cli_errors(as_json), open_store(db) as store:
+            out = rollback(store, version, reason=reason)
+        if as_json:
+            emit_json({"ok": True, **out})
+        else:
+            console.print(f"rolled back to {version} (was {out['previous']})")
