@@ -52,7 +52,8 @@ def _parse_actions(text: str | None, db: str):  # type: ignore[no-untyped-def]
     try:
         return ActionSpace(names)
     except ValueError as e:
-        reason = str(e).splitlines()[-1].strip() if str(e) else "invalid"
+        errs = getattr(e, "errors", None)
+        reason = errs()[0]["msg"].removeprefix("Value error, ") if callable(errs) else str(e)
         raise ValidationFailed([ItemError(0, "--actions", reason)], what="command") from None
 
 
