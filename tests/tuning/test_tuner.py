@@ -208,3 +208,34 @@ def test_bad_input_names_field() -> None:
         ThresholdTuner(deferral_budget=2.0)
     with pytest.raises(ValidationFailed, match="cost"):
         ThresholdTuner().fit(s, np.zeros(5), None, np.eye(3))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_action_with_shared_budget_is_feasible_and_near_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(200 + seed)
+    s, y, p = _data(rng, 150, ties=True)
+    budget = 0.25
+    res = ThresholdTuner(per="action", deferral_budget=budget).fit(s, y, p, C3)
+    best = s.argmax(1)
+    cands = [[*np.unique(s.max(1)[best == a]), 1.0] for a in range(3)]
+    brute = np.inf
+    for t in itertools.product(*cands):
+        loss, dr = _brute_loss(s, y, p, np.array(t))
+        if dr <= budget + 1e-12:
+            brute = min(brute, loss)
+    glob = ThresholdTuner(deferral_budget=budget).fit(s, y, p, C3)
+    assert res.feasible and res.deferral_rate <= budget + 1e-12
+    assert brute - 1e-12 <= res.loss <= glob.loss + 1e-12  # never worse than one threshold
+    assert res.loss <= brute + 0.02  # Lagrangian gap stays small
+
+
+def test_risk_mode_counts_abstentions_against_automation() -> None:
+    rng = np.random.default_rng(11)
+    s = softmax(rng.normal(0, 2, (4000, 3)))
+    y = s.argmax(1).copy()  # a perfect policy …
+    res_clean = ThresholdTuner(objective="risk", alpha=0.05).fit(s, y, None, C3)
+    y_abs = y.copy()
+    y_abs[rng.random(4000) < 0.2] = -1  # … but 20% of reviews abstain
+    res_abs = ThresholdTuner(objective="risk", alpha=0.05).fit(s, y_abs, None, C3)
+    assert res_clean.global_threshold < 0.01  # automates everything
+    assert res_abs.global_threshold > res_clean.global_threshold  # conservative with abstain

@@ -361,13 +361,24 @@ class ThresholdTuner:
             raise _bad("segment_budgets", "need per='segment' or per='segment_action'")
         cap = None if self.deferral_budget is None else self.deferral_budget * total_w
         choice, feasible = _choose(sweeps, seg_of, seg_caps, cap)
+        thr = [float(sw.threshold[j]) for sw, j in zip(sweeps, choice, strict=True)]
+        if n_grp > 1 and cap is not None and not seg_caps:
+            # The Lagrangian only reaches hull points; one common threshold is also feasible
+            # for the shared budget, so keep whichever is better.
+            common = sweep(m, c_act, c_def, w)
+            (jc,), ok_c = _choose([common], np.zeros(1, np.intp), {}, cap)
+            lagr = sum(float(sw.loss[j]) for sw, j in zip(sweeps, choice, strict=True))
+            if ok_c and (not feasible or float(common.loss[jc]) < lagr):
+                thr = [float(common.threshold[jc])] * n_grp
+                feasible = True
+                notes.append("a common threshold beat the Lagrangian per-group solution")
         if not feasible:
             notes.append("deferral budget cannot be met; returned the least-deferring rule")
         # thresholds table
         n_seg_rows = len(names) if self.per in ("segment", "segment_action") else 0
         table = np.full((n_seg_rows + 1, k), 1.0)
-        for j, sw in enumerate(sweeps):
-            t = float(sw.threshold[choice[j]])
+        for j in range(n_grp):
+            t = thr[j]
             if self.per == "global":
                 table[:, :] = t
             elif self.per == "action":
