@@ -82,6 +82,7 @@ class ValidationRun:
     since: datetime | None
     until: datetime | None
     thresholds: str
+    skipped_without_features: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class ValidationRun:
             "since": None if self.since is None else self.since.isoformat(),
             "until": None if self.until is None else self.until.isoformat(),
             "thresholds": self.thresholds,
+            "skipped_without_features": self.skipped_without_features,
         }
 
 
@@ -119,24 +121,29 @@ def validate(
     if len(lab) == 0 or lab.features is None:
         raise _bad("window", f"no labelled feedback with features after {since.isoformat()}")
     X = np.asarray(lab.features, dtype=np.float64)
+    have = np.all(np.isfinite(X), axis=1) if X.shape[1] else np.zeros(len(lab), bool)
+    if not have.any():
+        raise _bad("features", "no labelled scenario in the window has stored features")
+    X = X[have]
+    seg = lab.segment[have]
     pc = load_policy(rec_c, trusted=trusted)
     pi = load_policy(rec_i, trusted=trusted)
     ts = current_thresholds(store, thresholds)
     table = ThresholdTable.from_set(ts, store.actions, lab.segments)
-    dc = decide(pc.predict_proba(X), table, lab.segment)
-    di = decide(pi.predict_proba(X), table, lab.segment)
+    dc = decide(pc.predict_proba(X), table, seg)
+    di = decide(pi.predict_proba(X), table, seg)
     verdict = validator.validate(
         dc,
         di,
-        lab.label,
-        lab.propensity,
+        lab.label[have],
+        lab.propensity[have],
         cost,
-        segments=lab.segment,
+        segments=seg,
         segment_names=lab.segments,
         candidate=candidate,
         incumbent=incumbent,
     )
-    run = ValidationRun(verdict, since, until, ts.version)
+    run = ValidationRun(verdict, since, until, ts.version, int((~have).sum()))
     store.append_audit(VALIDATION_KIND, run.to_dict())
     return run
 
