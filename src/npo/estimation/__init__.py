@@ -29,6 +29,16 @@ from npo.estimation.intervals import (
     empirical_bernstein_upper,
     wilson_interval,
 )
+from npo.estimation.reviewers import (
+    DawidSkeneResult,
+    ReviewerStats,
+    cohen_kappa,
+    dawid_skene,
+    fleiss_kappa,
+    majority_vote,
+    pairwise_kappa,
+    reviewer_stats,
+)
 from npo.estimation.sufficient import AlignmentStats
 
 __all__ = [
@@ -38,20 +48,28 @@ __all__ = [
     "BettingCS",
     "CSBounds",
     "ConfidenceSequence",
+    "DawidSkeneResult",
     "EmpiricalBernsteinCS",
     "Interval",
     "RestartedCS",
+    "ReviewerStats",
     "abstention_bracket_terms",
     "alignment_breakdown",
     "alignment_stats",
     "bernoulli_confidence_interval",
     "bootstrap_interval",
     "clopper_pearson_interval",
+    "cohen_kappa",
     "cost_array",
+    "dawid_skene",
     "effective_sample_size",
     "empirical_bernstein_interval",
     "empirical_bernstein_upper",
     "estimate_alignment",
+    "fleiss_kappa",
     "horvitz_thompson_terms",
+    "majority_vote",
+    "pairwise_kappa",
+    "reviewer_stats",
     "wilson_interval",
 ]
