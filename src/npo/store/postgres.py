@@ -75,6 +75,11 @@ SCHEMA = [
         "FOR EACH ROW EXECUTE FUNCTION npo_append_only()"
         for t in _APPEND_ONLY
     ),
+    *(
+        f"CREATE OR REPLACE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION npo_append_only()"
+        for t in _APPEND_ONLY
+    ),
 ]
 
 #: PostgreSQL types of the columns of each event table (for the binary COPY).
