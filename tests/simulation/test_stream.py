@@ -18,6 +18,7 @@ from npo.simulation import (
     World,
     WorldSpec,
     run_fixed_rule,
+    write_series,
 )
 
 ACTIONS = ["a0", "a1", "a2"]
@@ -208,3 +209,20 @@ def test_driver_arguments_are_checked() -> None:
         run_fixed_rule(w, pool, w.bayes_rule(0, COST), steps=5, review_prob=0.0)
     with pytest.raises(ValueError, match="steps"):
         run_fixed_rule(w, pool, w.bayes_rule(0, COST), steps=0, review_prob=0.1)
+
+
+def test_series_round_trips_through_parquet_and_csv(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    w, pool = _setup(8, 30)
+    log = run_fixed_rule(w, pool, w.bayes_rule(0, COST), steps=30, review_prob=0.1, cost=COST)
+    t = pq.read_table(write_series(log.series, tmp_path / "run.parquet"))
+    assert t.column_names == list(log.series)
+    np.testing.assert_array_equal(t.column("true_loss").to_numpy(), log.series["true_loss"])
+    c = pacsv.read_csv(write_series(log.series, tmp_path / "run.csv"))
+    np.testing.assert_array_equal(c.column("n_reviewed").to_numpy(), log.series["n_reviewed"])
+    with pytest.raises(ValueError, match="unsupported extension"):
+        write_series(log.series, tmp_path / "run.xlsx")
+    with pytest.raises(ValueError, match="equal lengths"):
+        write_series({"a": np.zeros(2), "b": np.zeros(3)}, tmp_path / "x.csv")

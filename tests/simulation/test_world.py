@@ -14,6 +14,7 @@ from npo.domain import ActionSpace, CostMatrix
 from npo.simulation import (
     BlindSpotSpec,
     ChangeSpec,
+    FollowUpIncidents,
     FollowUpSpec,
     PreferenceSpec,
     SegmentSpec,
@@ -249,3 +250,41 @@ def test_world_spec_names_the_bad_field() -> None:
         WorldSpec(scenarios_per_step=0)
     with pytest.raises(ValidationError, match="reserved"):
         WorldSpec(actions=["a", "DEFER"])
+
+
+class _EveryRebootBringsTwoMore:
+    """A custom hook with a deterministic effect: each automated action-0 decision brings
+    two scenarios to segment 1 two steps later."""
+
+    def __init__(self) -> None:
+        self.due: dict[int, np.ndarray] = {}
+
+    def observe(self, step, segments, decisions, probs, rng):  # type: ignore[no-untyped-def]
+        k = int((decisions == 0).sum())
+        self.due[step + 2] = np.array([0, 2 * k])
+        return 2 * k
+
+    def arrivals(self, step: int) -> np.ndarray | None:
+        return self.due.get(step)
+
+
+def test_custom_closed_loop_hook_drives_the_next_arrivals() -> None:
+    hook = _EveryRebootBringsTwoMore()
+    segs = [SegmentSpec(name="s0"), SegmentSpec(name="s1")]
+    w = World(
+        WorldSpec(segments=segs, eval_size=1000, scenarios_per_step=20), seed=1, closed_loop=hook
+    )
+    made = {}
+    for t in range(8):
+        b = w.scenarios(t)
+        if t >= 2:
+            assert b.follow_up.sum() == made[t - 2]
+            assert np.all(b.segment[b.follow_up] == 1)
+        d = np.where(b.X[:, 0] > 0, 0, -1)
+        made[t] = w.observe(b, d)
+        assert made[t] == 2 * int((d == 0).sum())
+    assert w.segment_mix(9)[1] > 0.5
+    with pytest.raises(TypeError, match="closed_loop"):
+        World(WorldSpec(eval_size=1000), closed_loop=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="delay"):
+        FollowUpIncidents(2, probability=0.5, delay=0)

@@ -15,6 +15,7 @@ Quick start::
     log.series["true_loss"]                    # jumps at the change half-way
 """
 
+from npo.simulation.closed_loop import ClosedLoopHook, FollowUpIncidents
 from npo.simulation.config import (
     BlindSpotSpec,
     ChangeSpec,
@@ -40,7 +41,7 @@ from npo.simulation.reviewers import (
     sample_delays,
 )
 from npo.simulation.scenarios import SCENARIOS, ScenarioSpec, SimulationSetup, load_scenario
-from npo.simulation.stream import StreamLog, run_fixed_rule
+from npo.simulation.stream import StreamLog, run_fixed_rule, write_series
 from npo.simulation.world import ID_STRIDE, DecideFn, ScenarioBatch, World, cost_array, softmax
 
 __all__ = [
@@ -55,10 +56,12 @@ __all__ = [
     "SCENARIOS",
     "BlindSpotSpec",
     "ChangeSpec",
+    "ClosedLoopHook",
     "DecideFn",
     "DelaySpec",
     "FeedbackArrays",
     "FeedbackQueue",
+    "FollowUpIncidents",
     "FollowUpSpec",
     "PreferenceSpec",
     "ReviewOutcome",
@@ -76,4 +79,5 @@ __all__ = [
     "run_fixed_rule",
     "sample_delays",
     "softmax",
+    "write_series",
 ]

@@ -271,7 +271,11 @@ SCENARIOS: dict[str, ScenarioSpec] = {
 
 def _as_failure(exc: ValidationError, what: str) -> ValidationFailed:
     errs = [
-        ItemError(index=0, field=".".join(str(p) for p in e["loc"]) or "(root)", reason=e["msg"])
+        ItemError(
+            index=0,
+            field=".".join(str(p) for p in e["loc"]) or "(root)",
+            reason=e["msg"].removeprefix("Value error, "),
+        )
         for e in exc.errors()
     ]
     return ValidationFailed(errs, what=what)

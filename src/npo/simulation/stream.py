@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,3 +149,27 @@ def run_fixed_rule(
         feedback=feedback,
         series=series,
     )
+
+
+def write_series(series: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write a per-step series (equal-length columns) as a tidy table: ``.parquet`` or
+    ``.csv`` by the file's extension. Returns the path written."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    lengths = {k: len(np.asarray(v)) for k, v in series.items()}
+    if not lengths:
+        raise ValueError("series: no columns to write")
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"series: columns must have equal lengths, got {lengths}")
+    table = pa.table({k: np.asarray(v) for k, v in series.items()})
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        pq.write_table(table, p)
+    elif suffix == ".csv":
+        pacsv.write_csv(table, p)
+    else:
+        raise ValueError(f"path: unsupported extension {p.suffix!r} (use .parquet or .csv)")
+    return p

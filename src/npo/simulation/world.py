@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from npo.simulation import _rng
+from npo.simulation.closed_loop import ClosedLoopHook, FollowUpIncidents
 from npo.simulation.config import WorldSpec
 
 DecideFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -96,9 +97,18 @@ class World:
     spec : the world configuration (default: 3 actions, 20 features, 1 segment, stationary).
     seed : seed of every random draw; the same seed gives identical arrays.
     steps : run length, used to resolve times given as fractions (change point, ...).
+    closed_loop : a custom :class:`~npo.simulation.closed_loop.ClosedLoopHook`; by default
+        ``spec.follow_up`` (if set) builds a :class:`~npo.simulation.closed_loop.FollowUpIncidents`.
     """
 
-    def __init__(self, spec: WorldSpec | None = None, *, seed: int = 0, steps: int = 2000) -> None:
+    def __init__(
+        self,
+        spec: WorldSpec | None = None,
+        *,
+        seed: int = 0,
+        steps: int = 2000,
+        closed_loop: ClosedLoopHook | None = None,
+    ) -> None:
         if steps < 1:
             raise ValueError(f"steps: must be ≥ 1, got {steps}")
         self.spec = spec = spec or WorldSpec()
@@ -118,12 +128,18 @@ class World:
         self._build_eval()
         # closed-loop state
         fu = spec.follow_up
-        self.closed_loop = fu is not None
-        self._follow_ups: dict[int, np.ndarray] = {}
+        if closed_loop is None and fu is not None:
+            closed_loop = FollowUpIncidents(
+                self.n_segments,
+                probability=fu.probability,
+                delay=fu.delay,
+                target_segment=-1 if fu.segment is None else self.segment_names.index(fu.segment),
+            )
+        if closed_loop is not None and not isinstance(closed_loop, ClosedLoopHook):
+            raise TypeError("closed_loop: needs observe(...) and arrivals(step) methods")
+        self.hook = closed_loop
+        self.closed_loop = closed_loop is not None
         self._observed_through = -1
-        self._fu_target = -1
-        if fu is not None and fu.segment is not None:
-            self._fu_target = self.segment_names.index(fu.segment)
         self._prob_cache: dict[tuple[float, bool], np.ndarray] = {}
 
     # ------------------------------------------------------------------ structure
@@ -309,7 +325,7 @@ class World:
         rate = self.spec.scenarios_per_step
         n = int(rng.poisson(rate)) if self.spec.arrivals == "poisson" else round(rate)
         seg = np.searchsorted(self._cum_weights, rng.random(n), side="right").astype(np.int32)
-        extra = self._follow_ups.get(step)
+        extra = self._extra(step)
         n_base = n
         if extra is not None:
             seg = np.concatenate(
@@ -368,34 +384,34 @@ class World:
             return 0
         if probs is None:
             probs = self.preference_probs(batch.X, batch.segment, step)
-        fu = self.spec.follow_up
-        assert fu is not None
-        auto = decisions >= 0
-        p_right = np.where(auto, probs[np.arange(len(batch)), np.maximum(decisions, 0)], 1.0)
+        assert self.hook is not None
         rng = _rng.generator(self.seed, _rng.LOOP, step)
-        spawn = rng.random(len(batch)) < fu.probability * (1.0 - p_right)
-        target = (
-            batch.segment[spawn]
-            if self._fu_target < 0
-            else np.full(int(spawn.sum()), self._fu_target)
-        )
-        counts = np.bincount(target, minlength=self.n_segments)
-        if counts.sum():
-            at = step + fu.delay
-            self._follow_ups[at] = self._follow_ups.get(at, 0) + counts
-        return int(counts.sum())
+        return int(self.hook.observe(step, batch.segment, decisions, probs, rng))
 
     def follow_ups_scheduled(self, step: int) -> np.ndarray:
         """Follow-up scenarios per segment scheduled (so far) to arrive at ``step``."""
-        return np.asarray(
-            self._follow_ups.get(int(step), np.zeros(self.n_segments, dtype=np.int64))
-        )
+        extra = self._extra(int(step))
+        return np.zeros(self.n_segments, dtype=np.int64) if extra is None else extra.copy()
+
+    def _extra(self, step: int) -> np.ndarray | None:
+        if self.hook is None:
+            return None
+        extra = self.hook.arrivals(step)
+        if extra is None:
+            return None
+        extra = np.asarray(extra, dtype=np.int64)
+        if extra.shape != (self.n_segments,) or np.any(extra < 0):
+            raise ValueError(
+                f"closed_loop.arrivals: must give {self.n_segments} non-negative counts, "
+                f"got {extra!r}"
+            )
+        return extra
 
     def segment_mix(self, step: int) -> np.ndarray:
         """Expected segment composition of the arrivals at ``step`` (closed loop: with the
         follow-ups scheduled so far)."""
         base = self.spec.scenarios_per_step * self.segment_weights
-        extra = self._follow_ups.get(int(step))
+        extra = self._extra(int(step))
         if extra is None:
             return self.segment_weights.copy()
         tot = base + extra
