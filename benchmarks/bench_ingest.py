@@ -8,7 +8,8 @@ Systems, each with random (uuid4) and time-ordered (UUIDv7-like) ids:
 - ``NPO SQLite``: :func:`npo.ingest.ingest_frame` of an Arrow table via the Python API:
   validation, idempotent dedupe by id, reference checks, one transaction per batch.
 - ``NPO SQLite, re-send``: the same events again (all duplicates: nothing stored).
-- ``NPO SQLite from Parquet``: :func:`npo.ingest.ingest_file` on a Parquet file.
+- ``NPO SQLite from Parquet / CSV / JSONL file``: :func:`npo.ingest.ingest_file`
+  (reading and parsing included; files written beforehand, untimed).
 - ``NPO PostgreSQL`` (and its re-send): the same into a throw-away local server.
 
 The decisions the feedback refers to (one per two events) are ingested first and not
@@ -175,7 +176,30 @@ def npo_ingest(url: str, decisions: pa.Table, feedback: pa.Table) -> dict[str, f
     return {"first": secs, "resend": resend}
 
 
-def npo_parquet(path: Path, decisions: pa.Table, feedback_file: Path, n: int) -> float:
+def write_files(tmp: Path, scheme: str, feedback: pa.Table) -> dict[str, Path]:
+    """The feedback as Parquet, CSV and JSONL files (ISO-8601 times in the text files)."""
+    import pyarrow.csv as pcsv
+
+    out = {"Parquet": tmp / f"fb-{scheme}.parquet"}
+    pq.write_table(feedback, out["Parquet"])
+    iso = feedback.set_column(
+        feedback.column_names.index("timestamp"),
+        "timestamp",
+        pa.array(
+            np.datetime_as_string(
+                feedback.column("timestamp").cast(pa.int64()).to_numpy().astype("M8[us]"),
+                unit="us",
+            )
+        ),
+    )
+    out["CSV"] = tmp / f"fb-{scheme}.csv"
+    pcsv.write_csv(iso, out["CSV"])
+    out["JSONL"] = tmp / f"fb-{scheme}.jsonl"
+    iso.to_pandas().to_json(out["JSONL"], orient="records", lines=True)
+    return out
+
+
+def npo_file(path: Path, decisions: pa.Table, feedback_file: Path, n: int) -> float:
     store = open_store(str(path), ACTIONS)
     try:
         ingest_frame(store, decisions, "decisions", batch_size=BATCH)
@@ -231,10 +255,10 @@ def run(quick: bool) -> dict[str, Any]:
                     _row("NPO SQLite, re-send (all duplicates)", scheme, n, t["resend"], base_rate)
                 )
                 summary[f"SQLite ratio to bare executemany, {scheme}"] = round(base / t["first"], 3)
-                pq_file = tmp / f"fb-{scheme}.parquet"
-                pq.write_table(feedback, pq_file)
-                secs = npo_parquet(tmp / f"npo-pq-{scheme}.db", decisions, pq_file, n)
-                rows.append(_row("NPO SQLite from Parquet file", scheme, n, secs, base_rate))
+                for fmt, path in write_files(tmp, scheme, feedback).items():
+                    secs = npo_file(tmp / f"npo-{fmt}-{scheme}.db", decisions, path, n)
+                    path.unlink()
+                    rows.append(_row(f"NPO SQLite from {fmt} file", scheme, n, secs, base_rate))
                 if pg is not None:
                     url = pg(f"bench_{scheme.replace('-', '_')}")
                     t = npo_ingest(url, decisions, feedback)

@@ -178,6 +178,14 @@ CASES = [
         "expected 6 cells as in the header, got 4",
     ),
     Case(
+        "csv-malformed-quoting",
+        "fb.csv",
+        csv(FB_HEADER, "f10,d1,r1,like,,", 'f11,d1,"r1"x,like,,', "f12,d1,r1,like,,"),
+        3,
+        "row",
+        "malformed CSV",
+    ),
+    Case(
         "csv-header-only",
         "fb.csv",
         csv(FB_HEADER),

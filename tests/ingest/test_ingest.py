@@ -294,3 +294,9 @@ def test_unknown_kind_and_format_options(store: Any, tmp_path: Path) -> None:
         ingest_file(store, p, "votes", format="jsonl")
     with pytest.raises(SourceRejected, match="no such file"):
         ingest_file(store, tmp_path / "missing.csv")
+
+
+def test_progress_bar_on_request(store: Any, tmp_path: Path) -> None:
+    p = write_jsonl(tmp_path / "fb.jsonl", [feedback(10 + i) for i in range(20)])
+    s = ingest_file(store, p, batch_size=5, progress=True)
+    assert s.ok and s.inserted == 20

@@ -235,8 +235,6 @@ def _clean_header(header: list[str]) -> list[str]:
 
 def iter_csv(path: Path, batch_size: int, *, gz: bool = False) -> Iterator[Chunk]:
     """Chunks of a CSV file; every cell is text (empty = missing)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     f, counting = _open_binary(path, gz)
     with io.TextIOWrapper(f, encoding="utf-8-sig", newline="") as text:
@@ -251,61 +249,87 @@ def iter_csv(path: Path, batch_size: int, *, gz: bool = False) -> Iterator[Chunk
             raise FileProblem("header", f"malformed CSV: {e}", 1) from None
         ncol = len(header)
         start = 0
-        prev = reader.line_num
-        done = False
-        while not done:
-            good: list[list[str]] = []
-            lines: list[int] = []
-            rows: list[int] = []
-            errors: list[RowError] = []
-            while len(lines) < batch_size:
+        prev = reader.line_num  # last line consumed so far
+        eof = False
+        while not eof:
+            # read up to batch_size items (rows, blank lines, malformed rows) as fast as the
+            # csv module goes; line_num after each row is the row's last line
+            rows: list[list[str] | None] = []
+            ends: list[int] = []
+            problems: dict[int, str] = {}
+            while len(rows) < batch_size:
                 try:
-                    row = next(reader)
-                except StopIteration:
-                    done = True
-                    break
+                    for row in islice(reader, batch_size - len(rows)):
+                        rows.append(row)
+                        ends.append(reader.line_num)
                 except UnicodeDecodeError:
-                    raise FileProblem("file", "not valid UTF-8 text", prev + 1) from None
+                    at = ends[-1] + 1 if ends else prev + 1
+                    raise FileProblem("file", "not valid UTF-8 text", at) from None
                 except csv.Error as e:
-                    lines.append(prev + 1)
-                    errors.append(RowError(len(lines) - 1, "row", f"malformed CSV: {e}"))
-                    prev = reader.line_num
+                    problems[len(rows)] = f"malformed CSV: {e}"
+                    rows.append(None)
+                    ends.append(reader.line_num)
                     continue
-                first = prev + 1
-                prev = reader.line_num
-                if not row or (len(row) == 1 and not row[0].strip() and ncol > 1):
-                    continue  # blank line
-                lines.append(first)
-                if len(row) != ncol:
-                    errors.append(
-                        RowError(
-                            len(lines) - 1,
-                            "row",
-                            f"expected {ncol} cells as in the header, got {len(row)}",
-                        )
-                    )
-                    continue
-                good.append(row)
-                rows.append(len(lines) - 1)
-            if not lines:
+                if len(rows) < batch_size:
+                    eof = True
                 break
-            cols = list(zip(*good, strict=True)) if good else [() for _ in header]
-            arrays = []
-            for c in cols:
-                a = pa.array(c, type=pa.string())
-                a = pc.utf8_trim_whitespace(a)
-                arrays.append(pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a))
-            table = pa.table(dict(zip(header, arrays, strict=True))) if header else None
-            chunk = Chunk(
+            if not rows:
+                break
+            end_arr = np.asarray(ends, dtype=np.int64)
+            first_lines = np.empty_like(end_arr)
+            first_lines[0] = prev + 1
+            first_lines[1:] = end_arr[:-1] + 1
+            prev = int(end_arr[-1])
+            lens = np.fromiter((-1 if r is None else len(r) for r in rows), np.int64, len(rows))
+            blank = (lens == 0) | ((lens == 1) & (ncol > 1) & _blank_single(rows, lens))
+            keep_items = np.flatnonzero(~blank)
+            if len(keep_items) == 0:
+                continue
+            lines = first_lines[keep_items]
+            good_mask = lens[keep_items] == ncol
+            errors: list[RowError] = []
+            for pos in np.flatnonzero(~good_mask):
+                item = int(keep_items[pos])
+                reason = problems.get(item) or (
+                    f"expected {ncol} cells as in the header, got {int(lens[item])}"
+                )
+                errors.append(RowError(int(pos), "row", reason))
+            good_pos = np.flatnonzero(good_mask)
+            if len(good_pos) == len(rows):
+                good = rows
+            else:
+                good = [rows[int(keep_items[p])] for p in good_pos]
+            table = _text_table(header, good)  # type: ignore[arg-type]
+            yield Chunk(
                 start,
-                np.asarray(lines, dtype=np.int64),
+                lines,
                 table=table,
-                rows=np.asarray(rows, dtype=np.int64),
+                rows=good_pos.astype(np.int64),
                 errors=errors,
                 position=counting.count,
             )
             start += len(lines)
-            yield chunk
+
+
+def _blank_single(rows: list[list[str] | None], lens: np.ndarray) -> np.ndarray:
+    """For one-cell rows: is the cell only whitespace (a blank-looking line)?"""
+    out = np.zeros(len(rows), dtype=bool)
+    for i in np.flatnonzero(lens == 1):
+        out[i] = not rows[i][0].strip()  # type: ignore[index]
+    return out
+
+
+def _text_table(header: list[str], good: list[list[str]]) -> Any:
+    """Rows of text cells -> an Arrow table of strings; empty cells are missing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = list(zip(*good, strict=True)) if good else [() for _ in header]
+    arrays = []
+    for c in cols:
+        a = pc.utf8_trim_whitespace(pa.array(c, type=pa.string()))
+        arrays.append(pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a))
+    return pa.table(dict(zip(header, arrays, strict=True)))
 
 
 # --------------------------------------------------------------------------------------
