@@ -140,7 +140,20 @@ def _arrow_column(col: Any, field: str) -> Any:
         return col.to_numpy(zero_copy_only=False).astype(np.float64)
     if pa.types.is_dictionary(t):
         col = col.cast(t.value_type)
+        t = col.type
+    if (pa.types.is_string(t) or pa.types.is_large_string(t)) and col.null_count == 0:
+        trimmed = pc.utf8_trim_whitespace(col)
+        mm = pc.min_max(pc.utf8_length(trimmed)).as_py()
+        return _CheckedStrings(trimmed.to_pylist(), mm["min"] or 0, mm["max"] or 0)
     return col.to_pylist()
+
+
+class _CheckedStrings(list):  # type: ignore[type-arg]
+    """Strings from an Arrow column without nulls, already stripped; min/max lengths known."""
+
+    def __init__(self, values: list[str], minlen: int, maxlen: int) -> None:
+        super().__init__(values)
+        self.minlen, self.maxlen = minlen, maxlen
 
 
 class _ListColumn:
@@ -297,6 +310,8 @@ class _Checker:
         n = self.raw.n
         if col is None:
             return [None if optional else _DEFAULTS.get(field)] * n
+        if isinstance(col, _CheckedStrings) and (n == 0 or 0 < col.minlen <= col.maxlen <= max_len):
+            return col
         if all(type(v) is str for v in col):
             out = list(map(str.strip, col))
             if n == 0 or (min(map(len, out)) > 0 and max(map(len, out)) <= max_len):
