@@ -292,3 +292,33 @@ def test_feedback_queue_releases_each_record_once_at_its_arrival() -> None:
     assert len(q) == 0
     assert sum(len(s) for s in seen) + len(rest) == total
     assert len(rest) > 0 and rest.arrival.min() >= 30
+
+
+def test_per_reviewer_flip_rates_and_expected_abstention() -> None:
+    n = 80_000
+    pool = _pool(
+        19,
+        n_reviewers=6,
+        rubber_stampers=1,
+        adversarial=1,
+        flip_rate=0.2,
+        flip_rate_spread=0.15,
+        abstain_base=0.1,
+        abstain_boundary=0.4,
+    )
+    rates = pool.flip_rates
+    assert np.all((rates >= 0.05 - 1e-12) & (rates <= 0.35 + 1e-12)) and np.ptp(rates) > 0.05
+    p = _probs(n, 20)
+    d = np.where(np.arange(n) % 4 == 0, -1, p.argmax(axis=1))
+    fb = _all(pool, p, d).feedback
+    honest = pool.kinds[fb.reviewer] == HONEST
+    answered = honest & (fb.kind != ABSTAIN)
+    for r in np.flatnonzero(pool.kinds == HONEST):
+        m = answered & (fb.reviewer == r)
+        realised = np.mean(fb.label[m] != fb.latent[m])
+        assert abs(realised - rates[r]) < 4 * np.sqrt(rates[r] * (1 - rates[r]) / m.sum())
+    expect = pool.expected_abstention(p, d)
+    realised = np.mean(fb.kind == ABSTAIN)
+    assert abs(realised - expect.mean()) < 4 * np.sqrt(expect.mean() / n)
+    deferred = d[fb.decision_index] == -1
+    assert abs(np.mean(fb.kind[deferred] == ABSTAIN) - expect[d == -1].mean()) < 0.015

@@ -5,7 +5,8 @@ counter-based Philox bit generator keyed by ``(seed, stream, step)``. Draws for 
 therefore do not depend on how (or whether) earlier steps were generated: the scenario
 stream can be read in any order, in blocks or one step at a time, and two runs with the
 same seed but different policies (ablation arms) see the same scenarios (common random
-numbers) until a closed-loop effect makes them diverge.
+numbers) until a closed-loop effect makes them diverge. (Scenarios are drawn in pages of
+steps keyed by the page number, see :data:`npo.simulation.world.PAGE_STEPS`.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ SCENARIOS = 2  # arrivals at a step
 LOOP = 3  # closed-loop follow-ups at a step
 REVIEWERS = 4  # reviewer pool
 DRIVER = 5  # review sampling in the reference driver
+FOLLOW_UPS = 6  # features of closed-loop follow-up scenarios at a step
 
 _MASK64 = (1 << 64) - 1
 

@@ -250,13 +250,15 @@ class ReviewerSpec(_Spec):
     probability ``a(m) = min(1, abstain_base + abstain_boundary · (1 − m)^abstain_sharpness)``
     where ``m`` is the margin between the top-2 preference probabilities (so abstention
     grows towards the decision boundary ``m → 0``), otherwise report ``y`` flipped to a
-    uniformly chosen other action with probability ``flip_rate``. ``rubber_stampers`` like
+    uniformly chosen other action with probability ``flip_rate`` (per reviewer: uniform on
+    ``flip_rate ± flip_rate_spread``, clipped to [0, 1]). ``rubber_stampers`` like
     every automated decision; ``adversarial`` reviewers report the least-preferred action
     (or ``adversarial_target``). ``budget`` caps the items reviewed per step.
     """
 
     n_reviewers: int = Field(default=10, ge=1, le=100_000)
     flip_rate: float = Field(default=0.0, ge=0, le=1)
+    flip_rate_spread: float = Field(default=0.0, ge=0, le=1)
     abstain_base: float = Field(default=0.02, ge=0, le=1)
     abstain_boundary: float = Field(default=0.0, ge=0, le=1)
     abstain_sharpness: float = Field(default=4.0, gt=0)

@@ -5,8 +5,9 @@ Behaviour per reviewed item with decision ``d`` (DEFER = -1) and true preference
 
 * **honest** — abstains with probability ``a(m) = min(1, a0 + a1 (1 − m)^γ)``, ``m`` the
   margin between the two largest ``p`` (abstention grows near the decision boundary);
-  otherwise reports ``y``, flipped with probability ``flip_rate`` to a uniformly chosen
-  other action. Report = ``like`` if it equals ``d`` else ``override`` with that label.
+  otherwise reports ``y``, flipped with probability ``flip_rates[r]`` (reviewer ``r``'s own
+  rate, ``flip_rate ± flip_rate_spread``) to a uniformly chosen other action. Report =
+  ``like`` if it equals ``d`` else ``override`` with that label.
 * **rubber-stamper** — ``like`` on every automated decision, never abstains; on a deferred
   decision (nothing to like) behaves as an honest reviewer.
 * **adversarial** — reports the least-preferred action ``argmin p`` (or a fixed
@@ -166,6 +167,12 @@ class ReviewerPool:
         self.rng = _rng.generator(seed, _rng.REVIEWERS)
         self.kinds = self.rng.permutation(kinds)
         self.kinds.setflags(write=False)
+        lo, hi = spec.flip_rate - spec.flip_rate_spread, spec.flip_rate + spec.flip_rate_spread
+        rates = (
+            self.rng.uniform(lo, hi, spec.n_reviewers) if hi > lo else np.full(spec.n_reviewers, lo)
+        )
+        self.flip_rates = np.clip(rates, 0.0, 1.0)
+        self.flip_rates.setflags(write=False)
         self.reviewer_ids = tuple(f"reviewer-{i:03d}" for i in range(spec.n_reviewers))
 
     @property
@@ -180,6 +187,16 @@ class ReviewerPool:
         return np.minimum(
             1.0, s.abstain_base + s.abstain_boundary * (1.0 - margin) ** s.abstain_sharpness
         )
+
+    def expected_abstention(self, probs: np.ndarray, decisions: np.ndarray) -> np.ndarray:
+        """Probability that one uniformly assigned reviewer abstains on each item (no
+        budget overload): honest reviewers with ``a(m)``, rubber-stampers only on deferred
+        items (where they act honestly), adversaries never."""
+        a = self.abstain_probability(np.asarray(probs, dtype=np.float64))
+        share_honest = float(np.mean(self.kinds == HONEST))
+        share_rubber = float(np.mean(self.kinds == RUBBER_STAMPER))
+        deferred = np.asarray(decisions) == -1
+        return a * (share_honest + share_rubber * deferred)
 
     def _assign(self, m: int) -> np.ndarray:
         r, n = self.spec.reviewers_per_item, self.spec.n_reviewers
@@ -285,7 +302,7 @@ class ReviewerPool:
         steps: np.ndarray,
         ids: np.ndarray,
     ) -> FeedbackArrays:
-        s, k, rng = self.spec, self.k, self.rng
+        k, rng = self.k, self.rng
         who = self._assign(items.size)
         r = who.shape[1]
         idx = np.repeat(items, r)
@@ -298,7 +315,7 @@ class ReviewerPool:
         honest = (kind_r == HONEST) | ((kind_r == RUBBER_STAMPER) & (d == -1))
         u_flip, u_abs = rng.random(idx.size), rng.random(idx.size)
         shift = rng.integers(1, k, idx.size)
-        flip = honest & (u_flip < s.flip_rate)
+        flip = honest & (u_flip < self.flip_rates[rev])
         label[flip] = (latent[flip] + shift[flip]) % k
         abstain = honest & (u_abs < self.abstain_probability(p))
         label[abstain] = NO_LABEL

@@ -34,6 +34,9 @@ from npo.simulation.config import WorldSpec
 DecideFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """A decision rule: ``decide(features (n, d), segments (n,)) -> codes (n,)``, DEFER = -1."""
 
+PAGE_STEPS = 64
+"""Scenarios are drawn in pages of this many steps, one keyed generator per page."""
+
 ID_STRIDE = 1_000_000
 """Scenario ids are ``step · ID_STRIDE + position in the step`` (unique, random-access)."""
 
@@ -141,6 +144,7 @@ class World:
         self.closed_loop = closed_loop is not None
         self._observed_through = -1
         self._prob_cache: dict[tuple[float, bool], np.ndarray] = {}
+        self._pages: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ structure
     def _fidx(self, name: str | int) -> int:
@@ -321,24 +325,17 @@ class World:
                 "step: closed-loop world: observe the decisions of step "
                 f"{self._observed_through + 1} before generating step {step}"
             )
-        rng = _rng.generator(self.seed, _rng.SCENARIOS, step)
-        rate = self.spec.scenarios_per_step
-        n = int(rng.poisson(rate)) if self.spec.arrivals == "poisson" else round(rate)
-        seg = np.searchsorted(self._cum_weights, rng.random(n), side="right").astype(np.int32)
+        _, seg, X = self._base(step, step + 1)
+        n_base = seg.shape[0]
         extra = self._extra(step)
-        n_base = n
-        if extra is not None:
-            seg = np.concatenate(
-                [seg, np.repeat(np.arange(self.n_segments, dtype=np.int32), extra)]
-            )
-            n = seg.shape[0]
+        if extra is not None and extra.sum():
+            seg_x = np.repeat(np.arange(self.n_segments, dtype=np.int32), extra)
+            rng = _rng.generator(self.seed, _rng.FOLLOW_UPS, step)
+            seg = np.concatenate([seg, seg_x])
+            X = np.concatenate([X, self._features(rng, seg_x)])
+        n = seg.shape[0]
         if n > ID_STRIDE:
             raise ValueError(f"scenarios_per_step: {n} scenarios in one step exceed {ID_STRIDE}")
-        if self.spec.population == "finite":
-            idx = seg * self._eval_per_segment + rng.integers(0, self._eval_per_segment, n)
-            X = self.eval_X[idx]
-        else:
-            X = self.segment_means[seg] + rng.standard_normal((n, self.d))
         follow = np.zeros(n, dtype=bool)
         follow[n_base:] = True
         return ScenarioBatch(
@@ -350,12 +347,65 @@ class World:
         )
 
     def scenario_block(self, start: int, stop: int) -> ScenarioBatch:
-        """Steps ``start .. stop-1`` concatenated (open-loop worlds only)."""
+        """Steps ``start .. stop-1`` concatenated (open-loop worlds only); identical to
+        concatenating :meth:`scenarios` of each step."""
         if self.closed_loop:
             raise ValueError("scenario_block: a closed-loop world is generated step by step")
         if not 0 <= start < stop:
             raise ValueError(f"start/stop: need 0 ≤ start < stop, got {start}, {stop}")
-        return ScenarioBatch.concat([self.scenarios(t) for t in range(start, stop)])
+        step, seg, X = self._base(start, stop)
+        first = np.searchsorted(step, step, side="left")
+        return ScenarioBatch(
+            step=step,
+            scenario_id=step * ID_STRIDE + (np.arange(step.size) - first),
+            X=X,
+            segment=seg,
+            follow_up=np.zeros(step.size, dtype=bool),
+        )
+
+    def _features(self, rng: np.random.Generator, seg: np.ndarray) -> np.ndarray:
+        if self.spec.population == "finite":
+            per = self._eval_per_segment
+            return self.eval_X[seg * per + rng.integers(0, per, seg.shape[0])]
+        return self.segment_means[seg] + rng.standard_normal((seg.shape[0], self.d))
+
+    def _page(self, page: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Base arrivals of steps ``page·PAGE_STEPS …`` (one keyed generator per page)."""
+        hit = self._pages.get(page)
+        if hit is not None:
+            return hit
+        rng = _rng.generator(self.seed, _rng.SCENARIOS, page)
+        rate = self.spec.scenarios_per_step
+        if self.spec.arrivals == "poisson":
+            counts = rng.poisson(rate, PAGE_STEPS)
+        else:
+            counts = np.full(PAGE_STEPS, round(rate))
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        u = rng.random(int(offsets[-1]))
+        seg = np.searchsorted(self._cum_weights, u, side="right").astype(np.int32)
+        X = self._features(rng, seg)
+        for a in (offsets, seg, X):
+            a.setflags(write=False)
+        out = (offsets, seg, X)
+        if len(self._pages) >= 4:
+            self._pages.pop(next(iter(self._pages)))
+        self._pages[page] = out
+        return out
+
+    def _base(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        steps, segs, xs = [], [], []
+        for page in range(start // PAGE_STEPS, (stop - 1) // PAGE_STEPS + 1):
+            offsets, seg, X = self._page(page)
+            lo = max(start, page * PAGE_STEPS) - page * PAGE_STEPS
+            hi = min(stop, (page + 1) * PAGE_STEPS) - page * PAGE_STEPS
+            a, b = int(offsets[lo]), int(offsets[hi])
+            counts = np.diff(offsets[lo : hi + 1])
+            steps.append(np.repeat(np.arange(lo, hi, dtype=np.int64) + page * PAGE_STEPS, counts))
+            segs.append(seg[a:b])
+            xs.append(X[a:b])
+        if len(steps) == 1:  # copies: the cached page must not be changed through a batch
+            return steps[0], segs[0].copy(), xs[0].copy()
+        return np.concatenate(steps), np.concatenate(segs), np.concatenate(xs)
 
     def observe(
         self, batch: ScenarioBatch, decisions: np.ndarray, probs: np.ndarray | None = None
