@@ -11,6 +11,8 @@ Ingestion of a batch, in one transaction:
    looks for a stored row that differs from the sent one (``IS DISTINCT FROM``).
 
 Any problem rolls the transaction back and the error path lists every bad item.
+Rows are inserted in id order, so two writers whose batches share ids take the row locks
+in the same order and cannot deadlock (within a batch, ``seq`` therefore follows ids).
 Concurrent writers are safe: ``ON CONFLICT DO NOTHING`` waits for a concurrent
 transaction inserting the same id and then skips it, and step 4, a new statement under
 READ COMMITTED, sees that row once committed, so a conflicting concurrent re-send is
@@ -206,7 +208,7 @@ class PostgresStore(Store):
                 ):
                     raise _Rejected
                 cur.execute(
-                    f"INSERT INTO {table} ({names}) SELECT {names} FROM {tmp} ORDER BY idx "
+                    f"INSERT INTO {table} ({names}) SELECT {names} FROM {tmp} ORDER BY id "
                     "ON CONFLICT (id) DO NOTHING"
                 )
                 inserted = cur.rowcount
