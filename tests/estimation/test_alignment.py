@@ -43,7 +43,10 @@ def _world(rng: np.random.Generator, n: int, *, p_min: float = 0.02, abstain_har
     # people abstain on costly (hard) decisions more often: not missing at random
     abstain = reviewed & (rng.random(n) < np.where(cost > 0, abstain_hard, abstain_hard / 5))
     kind = np.where(abstain, 2, np.where(y == d, 0, 1))
-    return dict(s=s, d=d, y=y, p=p, cost=cost, reviewed=reviewed, abstain=abstain, kind=kind)
+    label = np.where(abstain, -1, y)
+    return dict(
+        s=s, d=d, y=y, label=label, p=p, cost=cost, reviewed=reviewed, abstain=abstain, kind=kind
+    )
 
 
 def _true_loss(rng_seed: int = 999, n: int = 2_000_000) -> float:
@@ -60,7 +63,7 @@ def test_hajek_unbiased_naive_biased_under_score_dependent_review():
     for _ in range(300):
         w = _world(rng, 20_000)
         r = w["reviewed"]
-        st_ = alignment_stats(w["d"][r], w["y"][r], w["kind"][r], w["p"][r], COSTS)
+        st_ = alignment_stats(w["d"][r], w["label"][r], w["kind"][r], w["p"][r], COSTS)
         hajek.append(float(st_.loss[0]))
         naive.append(float(w["cost"][r].mean()))
     hajek, naive = np.array(hajek), np.array(naive)
@@ -76,7 +79,7 @@ def test_stats_interval_matches_direct_interval():
     rng = np.random.default_rng(22)
     w = _world(rng, 5000)
     r = w["reviewed"]
-    st_ = alignment_stats(w["d"][r], w["y"][r], w["kind"][r], w["p"][r], COSTS)
+    st_ = alignment_stats(w["d"][r], w["label"][r], w["kind"][r], w["p"][r], COSTS)
     direct = empirical_bernstein_interval(w["cost"][r], 1 / w["p"][r], upper=COSTS.c_max)
     iv = st_.intervals()[0]
     assert iv.estimate == pytest.approx(direct.estimate)
@@ -91,7 +94,7 @@ def test_eb_interval_coverage_on_alignment_loss():
     for _ in range(1000):
         w = _world(rng, 3000)
         r = w["reviewed"]
-        st_ = alignment_stats(w["d"][r], w["y"][r], w["kind"][r], w["p"][r], COSTS)
+        st_ = alignment_stats(w["d"][r], w["label"][r], w["kind"][r], w["p"][r], COSTS)
         lo, hi = st_.bounds(0.05)
         cover.append(lo[0] <= TRUE_L <= hi[0])
     assert np.mean(cover) >= 0.93
@@ -103,7 +106,7 @@ def test_abstention_interval_brackets_truth_when_abstention_is_informative():
     for _ in range(200):
         w = _world(rng, 20_000, abstain_hard=0.4)
         r = w["reviewed"]
-        st_ = alignment_stats(w["d"][r], w["y"][r], w["kind"][r], w["p"][r], COSTS)
+        st_ = alignment_stats(w["d"][r], w["label"][r], w["kind"][r], w["p"][r], COSTS)
         lo, hi = st_.abstention_interval
         inside.append(lo[0] <= TRUE_L <= hi[0])
         excl.append(float(st_.loss[0]))
@@ -149,7 +152,7 @@ def _stats_from(seed: int, n: int, groups: int) -> tuple[AlignmentStats, dict]:
     w = _world(rng, n)
     g = rng.integers(0, groups, n)
     keys = tuple(f"s{i}" for i in range(groups))
-    return alignment_stats(w["d"], w["y"], w["kind"], w["p"], COSTS, group=g, keys=keys), {
+    return alignment_stats(w["d"], w["label"], w["kind"], w["p"], COSTS, group=g, keys=keys), {
         **w,
         "g": g,
     }
@@ -167,6 +170,7 @@ def test_merge_matches_concatenation_and_is_associative(sizes, seed, groups):
     for n in sizes:
         w = _world(rng, n)
         w["kind"] = np.where(rng.random(n) < 0.2, 2, w["kind"])
+        w["label"] = np.where(w["kind"] == 2, -1, w["y"])
         w["g"] = rng.integers(0, groups, n)
         parts.append(w)
 
@@ -176,7 +180,7 @@ def test_merge_matches_concatenation_and_is_associative(sizes, seed, groups):
         code = {g: i for i, g in enumerate(present)}
         return alignment_stats(
             w["d"],
-            w["y"],
+            w["label"],
             w["kind"],
             w["p"],
             COSTS,
@@ -269,6 +273,8 @@ def test_bad_inputs_name_the_field():
         alignment_stats(d, y, np.array([0, 5]), np.array([0.5, 1.0]), COSTS)
     with pytest.raises(ValidationFailed, match="costs"):
         alignment_stats(d, y, k, np.array([0.5, 1.0]), np.ones((2, 2)))
+    with pytest.raises(ValidationFailed, match="label"):
+        alignment_stats(d, y, np.array([0, 2]), np.array([0.5, 1.0]), COSTS)
     with pytest.raises(ValidationFailed, match="by"):
         alignment_breakdown(
             _labelled(_world(np.random.default_rng(0), 100), np.random.default_rng(0)),

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from npo.domain import KIND_ABSTAIN, KIND_LIKE, CostMatrix
+from npo.domain import KIND_ABSTAIN, CostMatrix
 from npo.errors import ItemError, ValidationFailed
 from npo.estimation.intervals import Interval, bootstrap_interval
 from npo.estimation.sufficient import AlignmentStats
@@ -99,6 +99,16 @@ def _validate(
         raise _bad("propensity", f"must be in (0, 1], got {propensity[i]}", i)
 
 
+def _label_kind_mismatch(label: np.ndarray, kind: np.ndarray) -> ValidationFailed:
+    mismatch = (label < 0) != (kind == KIND_ABSTAIN)
+    i = int(np.flatnonzero(mismatch)[0])
+    return _bad(
+        "label",
+        f"must be -1 exactly when kind is 2 (abstain), got label {label[i]} with kind {kind[i]}",
+        i,
+    )
+
+
 def alignment_stats(
     decision: np.ndarray,
     label: np.ndarray,
@@ -110,8 +120,12 @@ def alignment_stats(
     keys: Sequence[Hashable] | None = None,
     validate: bool = True,
 ) -> AlignmentStats:
-    """Mergeable sufficient statistics of the alignment loss per group (one pass of
-    ``np.bincount`` per sum). Abstentions are recognised by ``kind == 2``."""
+    """Mergeable sufficient statistics of the alignment loss per group.
+
+    Three ``np.bincount`` passes over one integer cell key
+    ``(group, decision, label, kind)``: counts, ``Σw`` and ``Σw²`` per cell; the cost
+    matrix is applied to the small cell tables afterwards. Abstentions are ``kind == 2``
+    with ``label == -1`` (checked when ``validate``)."""
     m = _matrix(costs)
     d = np.asarray(decision)
     y = np.asarray(label)
@@ -125,16 +139,38 @@ def alignment_stats(
                 raise _bad("group", f"must have the same length as decision ({len(d)})")
             if g.min() < 0 or g.max() >= len(keys):
                 raise _bad("group", f"codes must be in 0..{len(keys) - 1}")
-    abstained = kd == KIND_ABSTAIN
-    return AlignmentStats.from_arrays(
-        cost_array(m, d, np.where(abstained, -1, y)),
-        1.0 / p,
-        kd == KIND_LIKE,
-        abstained,
-        group=None if group is None else np.asarray(group, dtype=np.intp),
-        keys=keys,
-        c_max=float(m.max()),
-    )
+    k = m.shape[1]
+    n = d.shape[0]
+    if group is None:
+        g_codes = np.zeros(n, dtype=np.intp)
+        keys = ("all",) if keys is None else tuple(keys)
+    else:
+        g_codes = np.asarray(group)
+        if keys is None:
+            keys = tuple(range(int(g_codes.max()) + 1 if n else 0))
+    n_groups = len(keys)
+    # one integer key per event: (group, decision+1, label+1, kind) -- the cost is a
+    # function of the cell, so no per-event cost lookup is needed (see from_cells)
+    k1 = k + 1
+    cell = k1 * k1 * 3
+    small = np.int16 if cell < 2**15 else np.intp  # code maths cannot overflow
+    dy = d.astype(small) * (k1 * 3)
+    dy += y.astype(small, copy=False) * 3
+    dy += kd.astype(small, copy=False)
+    dy += k1 * 3 + 3  # the +1 shifts of decision and label
+    key = np.multiply(g_codes, cell, dtype=np.intp)
+    key += dy
+    size = n_groups * cell
+    w = 1.0 / p
+    shape = (n_groups, k1, k1, 3)
+    counts = np.bincount(key, minlength=size).reshape(shape)
+    sum_w = np.bincount(key, weights=w, minlength=size).reshape(shape)
+    w *= w
+    sum_w2 = np.bincount(key, weights=w, minlength=size).reshape(shape)
+    # label -1 (index 0) must go with kind 2 and vice versa: checked on the cell table
+    if validate and (counts[:, :, 0, :2].any() or counts[:, :, 1:, 2].any()):
+        raise _label_kind_mismatch(y, kd)
+    return AlignmentStats.from_cells(counts, sum_w, sum_w2, m, keys=keys)
 
 
 @dataclass(frozen=True)

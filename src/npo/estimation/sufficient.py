@@ -148,6 +148,42 @@ class AlignmentStats:
             c_max=float(c_max),
         )
 
+    @classmethod
+    def from_cells(
+        cls,
+        counts: np.ndarray,
+        sum_w: np.ndarray,
+        sum_w2: np.ndarray,
+        cost: np.ndarray,
+        *,
+        keys: Sequence[Hashable],
+    ) -> AlignmentStats:
+        """Build from per-cell tables of shape ``(G, K+1, K+1, 3)`` indexed by
+        ``(group, decision+1, label+1, kind)`` (decision ``-1`` = DEFER and label ``-1`` map
+        to index 0; kind 0 like, 1 override, 2 abstain): event counts, ``Σw`` and ``Σw²``
+        per cell. The cost is a function of the cell, so ``Σwc = Σ_cells C·Σw``,
+        ``Σw²c = Σ C·Σw²`` and ``Σw²c² = Σ C²·Σw²`` need no per-event cost lookup.
+        ``cost`` is the ``(K+1, K)`` matrix (DEFER row last)."""
+        k = cost.shape[1]
+        cell_cost = np.zeros((k + 1, k + 1))
+        cell_cost[1:, 1:] = cost[:k]
+        cell_cost[0, 1:] = cost[k]  # DEFER row
+        cc = cell_cost[None, :, :, None]
+        lab_w, lab_w2 = sum_w[..., :2], sum_w2[..., :2]  # like + override cells
+        return cls(
+            tuple(keys),
+            n_labelled=counts[..., :2].sum(axis=(1, 2, 3)),
+            n_agree=counts[..., 0].sum(axis=(1, 2)),
+            n_abstained=counts[..., 2].sum(axis=(1, 2)),
+            sum_w=lab_w.sum(axis=(1, 2, 3)),
+            sum_wc=(cc * lab_w).sum(axis=(1, 2, 3)),
+            sum_w2=lab_w2.sum(axis=(1, 2, 3)),
+            sum_w2c=(cc * lab_w2).sum(axis=(1, 2, 3)),
+            sum_w2c2=(cc * cc * lab_w2).sum(axis=(1, 2, 3)),
+            sum_w_abstained=sum_w[..., 2].sum(axis=(1, 2)),
+            c_max=float(cost.max()),
+        )
+
     # -- algebra -----------------------------------------------------------------------
     def merge(self, other: AlignmentStats) -> AlignmentStats:
         """Statistics of the union of both data sets; keys are united (self's order
