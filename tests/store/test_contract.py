@@ -574,3 +574,35 @@ def test_reopen_keeps_everything(store_url: str) -> None:
         assert s.verify_audit().ok
         assert json.dumps(s.audit()[0].payload) == '{"x": 1}'
         assert math.isclose(float(s.decisions().scores[0, 0]), 0.5)
+
+
+def test_feedback_input_forms_are_equivalent(store: Store) -> None:
+    from npo.domain import Feedback, FeedbackKind
+
+    store.ingest_decisions([dec(i) for i in range(3)])
+    items = [fb(0, 0, "like"), fb(1, 1, "override", action="repair"), fb(2, 2, "abstain")]
+    assert store.ingest_feedback(items).inserted == 3
+    records = [Feedback(**f) for f in items]
+    assert store.ingest_feedback(records).duplicates == 3
+    enums = [{**f, "kind": FeedbackKind(f["kind"])} for f in items]
+    assert store.ingest_feedback(enums).duplicates == 3
+    table = pa.table(
+        {
+            "id": ["f0", "f1", "f2"],
+            "decision_id": ["d0", "d1", "d2"],
+            "reviewer_id": pa.array(["r0", "r1", "r2"]).dictionary_encode(),
+            "kind": ["like", "override", "abstain"],
+            "action": pa.array([None, "repair", None], pa.string()),
+            "timestamp": [f["timestamp"] for f in items],
+        }
+    )
+    assert store.ingest_feedback(table).duplicates == 3
+    assert store.ingest_feedback(table.to_pandas()).duplicates == 3
+    with pytest.raises(ValidationFailed, match="colour: unknown field"):
+        store.ingest_feedback(table.append_column("colour", pa.array(["x"] * 3)))
+    bad = table.set_column(4, "action", pa.array([None, "format", "repair"], pa.string()))
+    with pytest.raises(ValidationFailed) as ei:
+        store.ingest_feedback(bad)
+    assert [(e.index, e.field) for e in ei.value.errors] == [(1, "action"), (2, "action")]
+    assert store.counts()["feedback"] == 3
+    assert store.labelled().label.tolist() == [0, 2, -1]

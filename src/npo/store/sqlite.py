@@ -286,12 +286,9 @@ class SQLiteStore(Store):
             old = stored[sent[0]]
             if sent == old:
                 continue
-            if not given[keep[j]] and sent[:ts_at] == old[:ts_at]:
-                continue
-            if (
-                any(not V._same(a, b) for a, b in zip(sent[:ts_at], old[:ts_at], strict=True))
-                or given[keep[j]]
-            ):
+            if any(not V._same(a, b) for a, b in zip(sent[:ts_at], old[:ts_at], strict=True)):
+                return True
+            if given[keep[j]] and sent[ts_at] != old[ts_at]:
                 return True
         return False
 

@@ -320,8 +320,8 @@ class _Checker:
         out = [None] * n
         default = _DEFAULTS.get(field)
         for i, v in enumerate(col):
-            if type(v) is str:
-                s = v.strip()
+            if isinstance(v, str):  # str subclasses too (e.g. FeedbackKind)
+                s = str.strip(v)
                 if not s:
                     if optional:
                         out[i] = None
