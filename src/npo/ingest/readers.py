@@ -150,17 +150,19 @@ def iter_jsonl(
             raw = list(islice(f, batch_size))
             if not raw:
                 break
-            lines: list[int] = []
-            body: list[bytes] = []
-            for b in raw:
-                lineno += 1
-                if b.strip():
-                    lines.append(lineno)
-                    body.append(b if b.endswith(b"\n") else b + b"\n")
+            filled = np.fromiter(map(len, map(bytes.strip, raw)), np.int64, len(raw)) > 0
+            numbers = np.arange(lineno + 1, lineno + len(raw) + 1, dtype=np.int64)
+            lineno += len(raw)
+            if not raw[-1].endswith(b"\n"):
+                raw[-1] += b"\n"
+            if filled.all():
+                body, arr = raw, numbers
+            else:
+                keep = np.flatnonzero(filled)
+                body, arr = [raw[i] for i in keep], numbers[keep]
             # a chunk of only blank lines still advances the line count
             if not body:
                 continue
-            arr = np.asarray(lines, dtype=np.int64)
             chunk = Chunk(start, arr, position=counting.count)
             table = None
             try:
@@ -234,81 +236,165 @@ def _clean_header(header: list[str]) -> list[str]:
 
 
 def iter_csv(path: Path, batch_size: int, *, gz: bool = False) -> Iterator[Chunk]:
-    """Chunks of a CSV file; every cell is text (empty = missing)."""
+    """Chunks of a CSV file; every cell is text (empty = missing).
 
+    The file is cut into chunks of ``batch_size`` physical lines, extended until the
+    number of ``"`` is even so that no quoted cell spans two chunks. A chunk without
+    quotes is parsed by Arrow's CSV reader (lines map one-to-one to records); one with
+    quotes, or one Arrow cannot parse, by the :mod:`csv` module, which pins every problem
+    to its line.
+    """
+    header = read_csv_header(path, gz)
     f, counting = _open_binary(path, gz)
-    with io.TextIOWrapper(f, encoding="utf-8-sig", newline="") as text:
-        reader = csv.reader(text, strict=True)
-        try:
-            header = _clean_header(next(reader))
-        except StopIteration:
-            raise FileProblem("file", "the file is empty (no header, no records)") from None
-        except UnicodeDecodeError:
-            raise FileProblem("file", "not valid UTF-8 text", 1) from None
-        except csv.Error as e:
-            raise FileProblem("header", f"malformed CSV: {e}", 1) from None
-        ncol = len(header)
+    with f:
+        first = f.readline()
+        if first.count(b'"') % 2:  # never a valid header: names hold no line breaks
+            raise FileProblem("header", "a column name spans several lines", 1)
+        lineno = 1
         start = 0
-        prev = reader.line_num  # last line consumed so far
-        eof = False
-        while not eof:
-            # read up to batch_size items (rows, blank lines, malformed rows) as fast as the
-            # csv module goes; line_num after each row is the row's last line
-            rows: list[list[str] | None] = []
-            ends: list[int] = []
-            problems: dict[int, str] = {}
-            while len(rows) < batch_size:
-                try:
-                    for row in islice(reader, batch_size - len(rows)):
-                        rows.append(row)
-                        ends.append(reader.line_num)
-                except UnicodeDecodeError:
-                    at = ends[-1] + 1 if ends else prev + 1
-                    raise FileProblem("file", "not valid UTF-8 text", at) from None
-                except csv.Error as e:
-                    problems[len(rows)] = f"malformed CSV: {e}"
-                    rows.append(None)
-                    ends.append(reader.line_num)
-                    continue
-                if len(rows) < batch_size:
-                    eof = True
+        while True:
+            raw = list(islice(f, batch_size))
+            if not raw:
                 break
-            if not rows:
-                break
-            end_arr = np.asarray(ends, dtype=np.int64)
-            first_lines = np.empty_like(end_arr)
-            first_lines[0] = prev + 1
-            first_lines[1:] = end_arr[:-1] + 1
-            prev = int(end_arr[-1])
-            lens = np.fromiter((-1 if r is None else len(r) for r in rows), np.int64, len(rows))
-            blank = (lens == 0) | ((lens == 1) & (ncol > 1) & _blank_single(rows, lens))
-            keep_items = np.flatnonzero(~blank)
-            if len(keep_items) == 0:
-                continue
-            lines = first_lines[keep_items]
-            good_mask = lens[keep_items] == ncol
-            errors: list[RowError] = []
-            for pos in np.flatnonzero(~good_mask):
-                item = int(keep_items[pos])
-                reason = problems.get(item) or (
-                    f"expected {ncol} cells as in the header, got {int(lens[item])}"
-                )
-                errors.append(RowError(int(pos), "row", reason))
-            good_pos = np.flatnonzero(good_mask)
-            if len(good_pos) == len(rows):
-                good = rows
-            else:
-                good = [rows[int(keep_items[p])] for p in good_pos]
-            table = _text_table(header, good)  # type: ignore[arg-type]
-            yield Chunk(
-                start,
-                lines,
-                table=table,
-                rows=good_pos.astype(np.int64),
-                errors=errors,
-                position=counting.count,
-            )
-            start += len(lines)
+            data = b"".join(raw)
+            quotes = data.count(b'"')
+            extra: list[bytes] = []
+            while quotes % 2 and len(extra) < batch_size:  # bounded even if a quote is stray
+                line = f.readline()
+                if not line:
+                    break
+                extra.append(line)
+                quotes += line.count(b'"')
+            if extra:
+                raw += extra
+                data += b"".join(extra)
+            first_line = lineno + 1
+            lineno += len(raw)
+            chunk = None
+            if not quotes:
+                chunk = _arrow_csv_chunk(header, raw, data, first_line, start)
+            if chunk is None:
+                chunk = _python_csv_chunk(header, data, first_line, start)
+            if chunk is None:
+                continue  # only blank lines
+            chunk.position = counting.count
+            start += chunk.n
+            yield chunk
+
+
+def _arrow_csv_chunk(
+    header: list[str], raw: list[bytes], data: bytes, first_line: int, start: int
+) -> Chunk | None:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    filled = np.fromiter(
+        (len(x) > 2 or x.strip(b"\r\n") != b"" for x in raw), dtype=bool, count=len(raw)
+    )
+    if not filled.any():
+        return None
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(data),
+            read_options=pcsv.ReadOptions(
+                column_names=header, block_size=max(1 << 20, len(data) + 1)
+            ),
+            parse_options=pcsv.ParseOptions(newlines_in_values=False, quote_char=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types={h: pa.string() for h in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    lines = (first_line + np.flatnonzero(filled)).astype(np.int64)
+    if table.num_rows != len(lines):
+        return None
+    cols = [_blank_to_null(table.column(i).combine_chunks()) for i in range(len(header))]
+    return Chunk(
+        start,
+        lines,
+        table=pa.table(dict(zip(header, cols, strict=True))),
+        rows=np.arange(len(lines), dtype=np.int64),
+    )
+
+
+def _blank_to_null(a: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    a = pc.utf8_trim_whitespace(a)
+    return pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a)
+
+
+def _python_csv_chunk(header: list[str], data: bytes, first_line: int, start: int) -> Chunk | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        at = first_line + data[: e.start].count(b"\n")
+        raise FileProblem("file", "not valid UTF-8 text", at) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[list[str] | None] = []
+    ends: list[int] = []
+    problems: dict[int, str] = {}
+    while True:
+        try:
+            for row in reader:
+                rows.append(row)
+                ends.append(reader.line_num)
+        except csv.Error as e:
+            problems[len(rows)] = f"malformed CSV: {e}"
+            rows.append(None)
+            ends.append(reader.line_num)
+            continue
+        break
+    offset = first_line - 1
+    return _chunk_from_rows(header, rows, [e + offset for e in ends], problems, offset, start, 0)
+
+
+def _chunk_from_rows(
+    header: list[str],
+    rows: list[list[str] | None],
+    ends: list[int],
+    problems: dict[int, str],
+    prev: int,
+    start: int,
+    position: int,
+) -> Chunk | None:
+    """Rows read by :mod:`csv` (``None`` for a malformed one) and the last line of each ->
+    a chunk; blank lines are dropped, rows with the wrong number of cells reported."""
+    if not rows:
+        return None
+    ncol = len(header)
+    end_arr = np.asarray(ends, dtype=np.int64)
+    first_lines = np.empty_like(end_arr)
+    first_lines[0] = prev + 1
+    first_lines[1:] = end_arr[:-1] + 1
+    lens = np.fromiter((-1 if r is None else len(r) for r in rows), np.int64, len(rows))
+    blank = (lens == 0) | ((lens == 1) & (ncol > 1) & _blank_single(rows, lens))
+    keep_items = np.flatnonzero(~blank)
+    if len(keep_items) == 0:
+        return None
+    lines = first_lines[keep_items]
+    good_mask = lens[keep_items] == ncol
+    errors: list[RowError] = []
+    for pos in np.flatnonzero(~good_mask):
+        item = int(keep_items[pos])
+        reason = problems.get(item) or (
+            f"expected {ncol} cells as in the header, got {int(lens[item])}"
+        )
+        errors.append(RowError(int(pos), "row", reason))
+    good_pos = np.flatnonzero(good_mask)
+    good = rows if len(good_pos) == len(rows) else [rows[int(keep_items[p])] for p in good_pos]
+    return Chunk(
+        start,
+        lines,
+        table=_text_table(header, good),  # type: ignore[arg-type]
+        rows=good_pos.astype(np.int64),
+        errors=errors,
+        position=position,
+    )
 
 
 def _blank_single(rows: list[list[str] | None], lens: np.ndarray) -> np.ndarray:
@@ -322,13 +408,9 @@ def _blank_single(rows: list[list[str] | None], lens: np.ndarray) -> np.ndarray:
 def _text_table(header: list[str], good: list[list[str]]) -> Any:
     """Rows of text cells -> an Arrow table of strings; empty cells are missing."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     cols = list(zip(*good, strict=True)) if good else [() for _ in header]
-    arrays = []
-    for c in cols:
-        a = pc.utf8_trim_whitespace(pa.array(c, type=pa.string()))
-        arrays.append(pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a))
+    arrays = [_blank_to_null(pa.array(c, type=pa.string())) for c in cols]
     return pa.table(dict(zip(header, arrays, strict=True)))
 
 
