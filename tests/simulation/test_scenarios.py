@@ -73,6 +73,23 @@ def test_incident_remediation_is_the_data_centre_story() -> None:
     assert rep[1] > rep[0]
 
 
+def test_blind_spot_is_invisible_to_a_rule_that_does_not_explore() -> None:
+    spec = SCENARIOS["blind-spot"]
+    setup = spec.build(seed=0)
+    w, cost = setup.world, setup.cost
+    start = round(0.3 * spec.steps)
+    region = w.in_blind_spot(w.eval_X, w.eval_segments)
+    stale = w.eval_codes(w.bayes_rule(0, cost))
+    # the pre-change rule acts automatically on most of the region, so only audits
+    # (the exploration floor) can reveal that people there changed their minds
+    assert np.mean(stale[region] >= 0) > 0.5
+    p = w.eval_probs(start)
+    in_loss = w.expected_costs(p, stale, cost)[region].mean()
+    assert in_loss > 0.4
+    np.testing.assert_allclose(w.eval_probs(start - 1)[~region], p[~region])
+    assert w.true_loss(stale, start, cost) > w.bayes_loss(start, cost) + 0.03
+
+
 def test_scenario_specific_behaviour_is_visible() -> None:
     def run(name: str, steps: int = 60):  # type: ignore[no-untyped-def]
         setup = SCENARIOS[name].model_copy(update={"steps": steps}).build(seed=1)

@@ -12,6 +12,7 @@ from scipy.special import ndtr
 
 from npo.domain import ActionSpace, CostMatrix
 from npo.simulation import (
+    PAGE_STEPS,
     BlindSpotSpec,
     ChangeSpec,
     FollowUpIncidents,
@@ -48,7 +49,11 @@ def test_same_seed_same_arrays_and_random_access() -> None:
     for k in w1.params:
         np.testing.assert_array_equal(w1.params[k], w2.params[k])
     block = w1.scenario_block(3, 6)
+    b = block
     _same(block.__class__.concat([w2.scenarios(t) for t in (3, 4, 5)]), block)
+    # across page boundaries too (scenarios are drawn in pages of PAGE_STEPS steps)
+    lo, hi = PAGE_STEPS - 3, 2 * PAGE_STEPS + 2
+    _same(w1.scenario_block(lo, hi), b.__class__.concat([w2.scenarios(t) for t in range(lo, hi)]))
     w3 = _world(8, segments=two_segs, arrivals="poisson")
     assert not np.array_equal(w3.scenarios(5).X[:5], w1.scenarios(5).X[:5])
     b = w1.scenarios(9)
@@ -288,3 +293,18 @@ def test_custom_closed_loop_hook_drives_the_next_arrivals() -> None:
         World(WorldSpec(eval_size=1000), closed_loop=object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="delay"):
         FollowUpIncidents(2, probability=0.5, delay=0)
+
+
+def test_reversed_blind_spot_negates_the_logits_in_its_region() -> None:
+    spec = {"blind_spot": BlindSpotSpec(feature=0, above=0.5, effect="reverse", start=5)}
+    w = _world(13, **spec)
+    plain = _world(13)
+    region = w.in_blind_spot(w.eval_X, w.eval_segments)
+    base = plain.logits(w.eval_X, w.eval_segments, 5)
+    got = w.logits(w.eval_X, w.eval_segments, 5)
+    np.testing.assert_allclose(got[region], -base[region])
+    np.testing.assert_allclose(got[~region], base[~region])
+    np.testing.assert_allclose(w.logits(w.eval_X, w.eval_segments, 4), base)
+    # where people were sure, they are now sure of the opposite
+    sure = region & (plain.eval_probs(5).max(axis=1) > 0.9)
+    assert np.all(w.eval_probs(5)[sure].argmin(axis=1) == plain.eval_probs(5)[sure].argmax(axis=1))

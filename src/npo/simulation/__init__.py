@@ -42,7 +42,15 @@ from npo.simulation.reviewers import (
 )
 from npo.simulation.scenarios import SCENARIOS, ScenarioSpec, SimulationSetup, load_scenario
 from npo.simulation.stream import StreamLog, run_fixed_rule, write_series
-from npo.simulation.world import ID_STRIDE, DecideFn, ScenarioBatch, World, cost_array, softmax
+from npo.simulation.world import (
+    ID_STRIDE,
+    PAGE_STEPS,
+    DecideFn,
+    ScenarioBatch,
+    World,
+    cost_array,
+    softmax,
+)
 
 __all__ = [
     "ABSTAIN",
@@ -52,6 +60,7 @@ __all__ = [
     "LIKE",
     "NO_LABEL",
     "OVERRIDE",
+    "PAGE_STEPS",
     "RUBBER_STAMPER",
     "SCENARIOS",
     "BlindSpotSpec",

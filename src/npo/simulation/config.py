@@ -74,12 +74,16 @@ class ChangeSpec(_Spec):
 
 class BlindSpotSpec(_Spec):
     """A region ``x[feature] > above`` (optionally only in ``segment``, from step ``start``)
-    where people prefer ``action`` much more than elsewhere: ``sharpness · strength`` is
-    added to its logit. A policy that never explores there cannot see it (alignment collapse)."""
+    where people's preferences differ from elsewhere. ``effect="boost"``: people there
+    prefer ``action`` much more (``sharpness · strength`` is added to its logit);
+    ``effect="reverse"``: their preference order is reversed (logits negated), so a rule
+    that was right there becomes confidently wrong. A policy that never explores the
+    region cannot see the difference (alignment collapse)."""
 
     feature: str | int = 0
     above: float = 1.5
     segment: str | None = None
+    effect: Literal["boost", "reverse"] = "boost"
     action: str | int = 0
     strength: float = Field(default=3.0, gt=0)
     start: int | None = Field(default=None, ge=0)

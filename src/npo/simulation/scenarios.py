@@ -244,10 +244,10 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         ),
         _variant(
             "blind-spot",
-            "From 30% of the run, people in the region x0 > 0.8 strongly prefer a2.",
+            "From 30% of the run, people in the region x0 > 0.8 reverse their preference order.",
             world={
                 "blind_spot": BlindSpotSpec(
-                    feature=0, above=0.8, action=2, strength=3.0, start_fraction=0.3
+                    feature=0, above=0.8, effect="reverse", start_fraction=0.3
                 ).model_dump()
             },
         ),

@@ -222,6 +222,7 @@ class World:
                 "segment": -1 if b.segment is None else self.segment_names.index(b.segment),
                 "action": self._aidx(b.action),
                 "strength": b.strength,
+                "reverse": b.effect == "reverse",
                 "start": b.start if b.start is not None else round(b.start_fraction * self.steps),
             }
 
@@ -276,7 +277,10 @@ class World:
             m = (X[:, b["feature"]] > b["above"]) & (tt >= b["start"])
             if b["segment"] >= 0:
                 m &= segments == b["segment"]
-            out[m, b["action"]] += self.spec.preference.sharpness * b["strength"]
+            if b["reverse"]:
+                out[m] = -out[m]
+            else:
+                out[m, b["action"]] += self.spec.preference.sharpness * b["strength"]
         return out
 
     def preference_probs(
