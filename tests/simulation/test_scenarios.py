@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from npo.errors import ValidationFailed
-from npo.simulation import SCENARIOS, ScenarioSpec, load_scenario, run_fixed_rule
+from npo.simulation import (
+    SCENARIOS,
+    ScenarioSpec,
+    apply_overrides,
+    load_scenario,
+    run_fixed_rule,
+)
 
 REQUIRED = {
     "stationary", "abrupt-change", "gradual-change", "noisy-reviewers", "boundary-abstention",
@@ -164,3 +170,25 @@ def test_bad_scenario_configs_name_the_field(tmp_path: Path) -> None:
         load_scenario(broken)
     with pytest.raises(ValidationFailed, match="unknown action 'zz'"):
         load_scenario({"world": {"preference": {"bias": {"zz": 1.0}}}})
+
+
+def test_dotted_overrides_for_ablation_grids() -> None:
+    base = SCENARIOS["stationary"]
+    s = apply_overrides(
+        base,
+        {
+            "reviewers.flip_rate": 0.2,
+            "world.change.kind": "abrupt",
+            "world.change.at": 50,
+            "seed": 4,
+            "world.blind_spot.effect": "reverse",
+        },
+    )
+    assert s.reviewers.flip_rate == 0.2 and s.world.change.at == 50 and s.seed == 4
+    assert s.world.blind_spot is not None and s.world.blind_spot.effect == "reverse"
+    assert base.reviewers.flip_rate == 0.0  # the catalogue entry is unchanged
+    assert s.build().world.t0 == 50
+    with pytest.raises(ValidationFailed, match=r"reviewers\.flip_rat: no such setting"):
+        apply_overrides(base, {"reviewers.flip_rat": 0.2})
+    with pytest.raises(ValidationFailed, match=r"reviewers\.flip_rate"):
+        apply_overrides(base, {"reviewers.flip_rate": -1})

@@ -40,7 +40,13 @@ from npo.simulation.reviewers import (
     ReviewOutcome,
     sample_delays,
 )
-from npo.simulation.scenarios import SCENARIOS, ScenarioSpec, SimulationSetup, load_scenario
+from npo.simulation.scenarios import (
+    SCENARIOS,
+    ScenarioSpec,
+    SimulationSetup,
+    apply_overrides,
+    load_scenario,
+)
 from npo.simulation.stream import StreamLog, run_fixed_rule, write_series
 from npo.simulation.world import (
     ID_STRIDE,
@@ -83,6 +89,7 @@ __all__ = [
     "StreamLog",
     "World",
     "WorldSpec",
+    "apply_overrides",
     "cost_array",
     "load_scenario",
     "run_fixed_rule",

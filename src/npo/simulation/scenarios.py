@@ -343,3 +343,46 @@ def load_scenario(source: str | Path | Mapping[str, Any]) -> ScenarioSpec:
         return ScenarioSpec.model_validate(data)
     except ValidationError as exc:
         raise _as_failure(exc, what) from None
+
+
+def apply_overrides(spec: ScenarioSpec, overrides: Mapping[str, Any]) -> ScenarioSpec:
+    """A copy of ``spec`` with dotted-path overrides, e.g.
+    ``{"reviewers.flip_rate": 0.2, "world.change.at": 500, "seed": 3}`` (for ablation grids
+    and ``--set key=value`` options). Raises :class:`~npo.errors.ValidationFailed` naming
+    the path when it does not exist or the value is invalid."""
+    data = spec.model_dump()
+    errors = []
+    for path, value in overrides.items():
+        keys = path.split(".")
+        node: Any = data
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            if isinstance(node, dict) and (key in node or (last and _known(spec, keys))):
+                if last:
+                    node[key] = value
+                else:
+                    if node[key] is None:
+                        node[key] = {}
+                    node = node[key]
+            else:
+                errors.append(ItemError(0, path, f"no such setting (at {key!r})"))
+                break
+    if errors:
+        raise ValidationFailed(errors, what="scenario overrides")
+    try:
+        return ScenarioSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _as_failure(exc, "scenario overrides") from None
+
+
+def _known(spec: ScenarioSpec, keys: list[str]) -> bool:
+    """Whether the dotted path names a field of the spec models (even if unset)."""
+    model: Any = type(spec)
+    for key in keys:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or key not in fields:
+            return False
+        ann = fields[key].annotation
+        args = [a for a in getattr(ann, "__args__", ()) if hasattr(a, "model_fields")]
+        model = args[0] if args else ann
+    return True
