@@ -322,15 +322,15 @@ def normalise_table(
         if name in spread:
             continue
         col = table.column(name).combine_chunks()
-        if text and _is_text(col.type):
+        if name == "timestamp" and _is_text(col.type):
+            col = _text_times(col)
+        elif text and _is_text(col.type):
             if name == "propensity":
                 col = _float_column(col, name, ids, errs)
             elif vec is not None and name == vec[0]:
                 col = _vector_from_text(col, name, ids, errs)
                 if name == "features":  # an empty cell: no features (the default)
                     col = col.fill_null(pa.scalar([], col.type))
-            elif name == "timestamp":
-                col = _text_times(col)
         cols[name] = col
     if spread and vec is not None:
         cols[vec[0]] = _assemble(table, spread, vec[0], ids, errs)
@@ -338,13 +338,25 @@ def normalise_table(
 
 
 def _text_times(col: Any) -> Any:
-    """CSV times: all numbers -> epoch seconds (float64); otherwise ISO-8601 text as is."""
+    """Times as text: all numbers -> epoch seconds (float64); all ISO-8601 -> Arrow UTC
+    timestamps (naive times are UTC); anything else stays text, for the store to parse
+    row by row and name the rows it cannot read."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    bad = (pa.ArrowInvalid, pa.ArrowNotImplementedError)
     try:
         return pc.cast(col, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except bad:
+        pass
+    utc = pa.timestamp("us", tz="UTC")
+    try:
+        return pc.cast(col, utc)
+    except bad:
+        pass
+    try:
+        return pc.cast(pc.cast(col, pa.timestamp("us")), utc)
+    except bad:
         return col
 
 
