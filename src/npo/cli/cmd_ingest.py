@@ -99,6 +99,12 @@ def register(app: typer.Typer) -> None:
         its problems are listed with line numbers. Exit code 0: all stored; 1: some
         chunks rejected (the rest stored; fix and re-run -- stored rows count as
         duplicates); 2: nothing stored (bad file, columns or options).
+
+        Columns are the record fields (id, scenario_id, decision_id, reviewer_id, kind,
+        action, scores, propensity, features, segment, timestamp, ...). In CSV a scores
+        (features) cell holds "0.2;0.8" or "[0.2, 0.8]", or use one score_<action> column
+        per action (feature_<name> columns); empty cells are missing values. Times are
+        ISO-8601 (naive = UTC) or Unix seconds.
         """
         from npo.ingest import SourceRejected, ingest_file
         from npo.store import open_store
