@@ -192,3 +192,23 @@ def test_dotted_overrides_for_ablation_grids() -> None:
         apply_overrides(base, {"reviewers.flip_rat": 0.2})
     with pytest.raises(ValidationFailed, match=r"reviewers\.flip_rate"):
         apply_overrides(base, {"reviewers.flip_rate": -1})
+
+
+def test_summaries_are_json_and_the_package_stays_pure() -> None:
+    import subprocess
+    import sys
+
+    for spec in SCENARIOS.values():
+        setup = spec.build(seed=0)
+        s = json.loads(json.dumps(setup.world.summary()))
+        assert s["actions"] == spec.world.actions and s["steps"] == spec.steps
+        assert len(setup.reviewers.describe()) == spec.reviewers.n_reviewers
+    assert SCENARIOS["incident-remediation"].build().world.summary()["change"]["t0"] == 1000
+    assert SCENARIOS["closed-loop"].build().world.summary()["closed_loop"] == "FollowUpIncidents"
+    code = (
+        "import sys, npo.simulation; "
+        "bad = [m for m in sys.modules if m.split('.')[1:2] and m.split('.')[0] == 'npo' "
+        "and m.split('.')[1] in ('store', 'cli', 'service', 'loop')]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -237,6 +237,32 @@ class World:
         self.eval_X.setflags(write=False)
         self.eval_segments.setflags(write=False)
 
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able description of the world's ground truth (for run reports)."""
+        b = self.blind_spot
+        return {
+            "seed": self.seed,
+            "steps": self.steps,
+            "actions": list(self.actions),
+            "features": list(self.feature_names),
+            "segments": dict(zip(self.segment_names, self.segment_weights.tolist(), strict=True)),
+            "scenarios_per_step": self.spec.scenarios_per_step,
+            "arrivals": self.spec.arrivals,
+            "population": self.spec.population,
+            "preference": self.spec.preference.kind,
+            "change": {"kind": self.change_kind, "t0": self.t0}
+            | ({"duration": self.change_duration} if self.change_kind == "gradual" else {}),
+            "blind_spot": None
+            if b is None
+            else {
+                "feature": self.feature_names[b["feature"]],
+                "above": b["above"],
+                "effect": "reverse" if b["reverse"] else f"boost {self.actions[b['action']]}",
+                "start": b["start"],
+            },
+            "closed_loop": type(self.hook).__name__ if self.hook is not None else None,
+        }
+
     # ------------------------------------------------------------------ preferences
     def alpha(self, t: np.ndarray | int) -> np.ndarray:
         """Progress of the change at step ``t``: 0 before, 1 after (in between: gradual)."""
