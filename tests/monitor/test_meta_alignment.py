@@ -73,3 +73,26 @@ def test_measured_meta_error_below_threshold_fidelity_bound(level: float) -> Non
     assert np.all(err_t.mean(axis=0) <= DELTA + amb_t.mean(axis=0) + slack)
     if abs(level - TOL) >= 0.08:  # far from the threshold the bound itself becomes small
         assert m.bound < 0.5 and m.error_rate < 0.5
+
+
+def test_meta_alignment_of_the_e_detector_after_a_change() -> None:
+    """Exact accounting on a change 0.05 -> 0.15 at t = 3000 (tolerance 0.08)."""
+    from npo.monitor import EDetectorMonitor
+
+    seeds, pre, post = 200, 3000, 2000
+    loss = np.r_[np.full(pre, 0.05), np.full(post, 0.15)]
+    states = np.empty((seeds, pre + post), np.int8)
+    for s in range(seeds):
+        x = (np.random.default_rng(s).random(loss.size) < loss).astype(float)
+        states[s] = EDetectorMonitor(0.08, 0.3, horizon=pre, alpha=DELTA).update(x)
+    m = meta_alignment(np.broadcast_to(loss, states.shape), states, 0.08)
+    first = np.where((states >= 1).any(axis=1), (states >= 1).argmax(axis=1), -1)
+    false_alarm_runs = (first >= 0) & (first < pre)
+    assert m.false_alarm_run_fraction == pytest.approx(false_alarm_runs.mean())
+    assert m.false_alarm_run_fraction <= DELTA + 2 * np.sqrt(DELTA * (1 - DELTA) / seeds)
+    clean = ~false_alarm_runs
+    assert np.array_equal(m.detection_delays[clean], first[clean] - pre)
+    assert m.detected_fraction == 1.0
+    # KL(0.15 || 0.08) ~ 0.024 nats/step; log(H/alpha) ~ 11 nats -> a few hundred steps
+    assert 100 < m.median_delay < 1000
+    assert m.missed_detection_rate == pytest.approx(np.mean(states[:, pre:] == 0), rel=1e-12)
