@@ -3,7 +3,7 @@ review sampling and retraining limits.
 
 Example ``npo.toml``::
 
-    actions = ["reboot", "reimage", "send_to_repair", "noop"]
+    actions = ["reboot", "reimage", "send-to-repair", "no-op"]
     lambda = 0.15          # tolerance: maximum acceptable alignment loss
     lambda_crit = 0.30     # critical level: hand decisions back to people
     delta = 0.05           # error level of confidence sequences and validation
@@ -12,8 +12,8 @@ Example ``npo.toml``::
 
     [costs]                # optional; default 0/1 with c_defer = 0.1
     c_defer = 0.1
-    [costs.matrix.noop]    # decision -> preferred action -> cost
-    send_to_repair = 5.0
+    [costs.matrix.no-op]    # decision -> preferred action -> cost
+    send-to-repair = 5.0
 
     [retrain]
     min_feedback = 500     # labelled reviews needed to train a candidate
