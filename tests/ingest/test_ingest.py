@@ -316,3 +316,15 @@ def test_csv_quoted_cells_across_chunk_boundaries(store: Any, tmp_path: Path) ->
     s = ingest_file(store, c, batch_size=2)  # lines 2-3 extend to 4: the quote is open
     assert [(e.line, e.field, e.item_id) for e in s.errors] == [(6, "action", "f23")]
     assert (s.records, s.inserted, s.rejected, s.chunks) == (5, 3, 2, 3)
+
+
+def test_unreadable_bytes_stop_reading_and_keep_earlier_chunks(store: Any, tmp_path: Path) -> None:
+    c = tmp_path / "fb.csv"
+    good = "".join(f"f{20 + i},d1,r1,like,\n" for i in range(6))  # lines 2-7
+    head = b"id,decision_id,reviewer_id,kind,action\n"
+    c.write_bytes(head + good.encode() + b"f9,d1,r\xff,like,\n")
+    before = store.counts()["feedback"]
+    s = ingest_file(store, c, batch_size=3)
+    assert s.stopped_early and not s.ok and s.inserted == 6
+    assert [(e.line, e.field, e.reason) for e in s.errors] == [(8, "file", "not valid UTF-8 text")]
+    assert store.counts()["feedback"] == before + 6

@@ -181,8 +181,7 @@ def _human(summary) -> None:  # type: ignore[no-untyped-def]
             err_console.print(f"  - {e}")
     if summary.stopped_early:
         err_console.print(
-            "[yellow]stopped at the first chunk the store rejected; the chunks before it "
-            "were stored[/]"
+            "[yellow]stopped early (see the last problem); the chunks before it were stored[/]"
         )
     elif summary.all_or_nothing and not summary.ok:
         err_console.print("[yellow]--all-or-nothing: nothing was stored[/]")

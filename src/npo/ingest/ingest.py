@@ -76,6 +76,9 @@ class IngestSummary:
     ``inserted + duplicates + rejected == records``; ``rejected`` counts the records of
     rejected chunks (good ones included), ``bad_lines`` the records with a problem.
     ``errors`` keeps the first ``max_errors`` problems (``n_errors`` counts them all).
+    ``stopped_early``: reading stopped at a problem it could not get past (bytes that are
+    not UTF-8), or, with ``all_or_nothing``, at a chunk only the store could reject; the
+    chunks before it were stored and the rest of the source was not read.
     """
 
     source: str
@@ -311,6 +314,17 @@ def _stateless_check(k: Kind, batch: Any, actions: Any) -> None:
         raise ValidationFailed(list(errors))
 
 
+def _guarded(chunks: Iterator[Chunk], summary: IngestSummary) -> Iterator[Chunk]:
+    """Chunks until the reader hits a problem it cannot get past (e.g. bytes that are not
+    UTF-8): that problem is reported and reading stops; chunks already stored stay."""
+    try:
+        yield from chunks
+    except FileProblem as e:
+        summary.stopped_early = True
+        summary.n_errors += 1
+        summary.errors.append(ItemError(summary.records, e.field, e.reason, None, e.line))
+
+
 def _base(field: str) -> str:
     """``scores[1]`` / ``score_reject`` -> ``scores`` (the same cell seen by two checks)."""
     f = field.split("[", 1)[0]
@@ -445,18 +459,18 @@ def _run(
         if all_or_nothing:
             dry = _dry_run_supported(method)
             records = n_chunks = n_bad = 0
-            for chunk in chunks_of():
+            for chunk in _guarded(chunks_of(), summary):
                 batch, errs = _prepare(chunk, k, actions, text)
                 n_bad += not validate_chunk(chunk, batch, errs, dry)
                 records += chunk.n
                 n_chunks += 1
                 bar.update(min(chunk.position, total) // 2)
-            if n_bad:
+            if n_bad or summary.stopped_early:
                 summary.records = summary.rejected = records
                 summary.chunks, summary.rejected_chunks = n_chunks, n_bad
                 summary.bad_lines = len(bad_lines)
                 return
-        for chunk in chunks_of():
+        for chunk in _guarded(chunks_of(), summary):
             summary.chunks += 1
             summary.records += chunk.n
             batch, errs = _prepare(chunk, k, actions, text)

@@ -217,13 +217,20 @@ def _json_type(v: Any) -> str:
 # --------------------------------------------------------------------------------------
 def read_csv_header(path: Path, gz: bool = False) -> list[str]:
     f, _ = _open_binary(path, gz)
-    with io.TextIOWrapper(f, encoding="utf-8-sig", newline="") as text:
-        try:
-            header = next(csv.reader(text))
-        except StopIteration:
-            raise FileProblem("file", "the file is empty (no header, no records)") from None
-        except UnicodeDecodeError:
-            raise FileProblem("file", "not valid UTF-8 text", 1) from None
+    with f:
+        line = f.readline()
+    if not line:
+        raise FileProblem("file", "the file is empty (no header, no records)")
+    if not line.strip():
+        raise FileProblem("header", "the first line is blank: it must be the header", 1)
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FileProblem("file", "not valid UTF-8 text", 1) from None
+    try:
+        header = next(csv.reader([text], strict=True))
+    except csv.Error as e:
+        raise FileProblem("header", f"malformed CSV: {e}", 1) from None
     return _clean_header(header)
 
 
