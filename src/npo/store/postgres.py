@@ -3,11 +3,11 @@
 Ingestion of a batch, in one transaction:
 
 1. the validated rows are ``COPY``-ed (binary) into a per-connection temporary table;
-2. feedback only: one join against ``decisions`` finds unknown decisions and likes on
-   deferred decisions;
-3. ``INSERT … SELECT … ON CONFLICT (id) DO NOTHING`` appends the new events; its row
-   count is the number inserted;
-4. if fewer were inserted than sent, one join of the temporary table with the event table
+2. ``INSERT … SELECT … ON CONFLICT (id) DO NOTHING`` appends the new events; its row
+   count is the number inserted. For feedback the ``SELECT`` is a join with
+   ``decisions`` that also counts unknown decisions and likes on deferred decisions (one
+   index look-up per row serves both);
+3. if fewer were inserted than sent, one join of the temporary table with the event table
    looks for a stored row that differs from the sent one (``IS DISTINCT FROM``).
 
 Any problem rolls the transaction back and the error path lists every bad item.
@@ -48,16 +48,16 @@ _APPEND_ONLY = ("scenarios", "decisions", "feedback", "policies", "thresholds", 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS scenarios (
-        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY, id TEXT PRIMARY KEY,
         segment TEXT NOT NULL, features BYTEA, ts BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS decisions (
-        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY, id TEXT PRIMARY KEY,
         scenario_id TEXT NOT NULL, policy_version TEXT NOT NULL,
         threshold_version TEXT NOT NULL, scores BYTEA NOT NULL, action SMALLINT NOT NULL,
         propensity DOUBLE PRECISION NOT NULL, segment TEXT NOT NULL, ts BIGINT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
     """CREATE TABLE IF NOT EXISTS feedback (
-        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY, id TEXT PRIMARY KEY,
         decision_id TEXT NOT NULL, reviewer_id TEXT NOT NULL, kind SMALLINT NOT NULL,
         action SMALLINT NOT NULL, comment TEXT, ts BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS policies (
@@ -199,19 +199,27 @@ class PostgresStore(Store):
                     cp.set_types(["int4", "bool", *_TYPES[table]])
                     for j, r in enumerate(rows):
                         cp.write_row((j, given[keep[j]], *r))
-                if (
-                    table == "feedback"
-                    and cur.execute(
-                        f"SELECT 1 FROM {tmp} t LEFT JOIN decisions d ON d.id = t.decision_id "
-                        "WHERE d.id IS NULL OR (t.kind = 0 AND d.action = -1) LIMIT 1"
+                if table == "feedback":
+                    # one index look-up per row serves both the check and the insert
+                    t_names = ", ".join(f"t.{c}" for c in order)
+                    inserted, bad = cur.execute(
+                        f"WITH src AS (SELECT {t_names}, d.action AS d_action, "
+                        "d.id IS NULL AS missing "
+                        f"FROM {tmp} t LEFT JOIN decisions d ON d.id = t.decision_id), "
+                        f"ins AS (INSERT INTO feedback ({names}) SELECT {names} FROM src "
+                        "WHERE NOT missing AND NOT (kind = 0 AND d_action = -1) ORDER BY id "
+                        "ON CONFLICT (id) DO NOTHING RETURNING 1) "
+                        "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM src "
+                        "WHERE missing OR (kind = 0 AND d_action = -1))"
                     ).fetchone()
-                ):
-                    raise _Rejected
-                cur.execute(
-                    f"INSERT INTO {table} ({names}) SELECT {names} FROM {tmp} ORDER BY id "
-                    "ON CONFLICT (id) DO NOTHING"
-                )
-                inserted = cur.rowcount
+                    if bad:
+                        raise _Rejected
+                else:
+                    cur.execute(
+                        f"INSERT INTO {table} ({names}) SELECT {names} FROM {tmp} ORDER BY id "
+                        "ON CONFLICT (id) DO NOTHING"
+                    )
+                    inserted = cur.rowcount
                 if inserted < len(rows):
                     t_cols = ", ".join(f"t.{c}" for c in order[1:-1])
                     e_cols = ", ".join(f"e.{c}" for c in order[1:-1])
