@@ -119,7 +119,7 @@ class ConfidenceSequenceMonitor:
         """Forget all evidence (the CS restarts); state OK."""
         self.cs.reset()
         self._state = TriggerState.OK
-        self._last = (float("nan"), float("nan"), float("nan"))
+        self._last = (float("nan"), 0.0, 1.0)  # no data: the CS is all of [0, scale]
 
     @property
     def state(self) -> TriggerState:
