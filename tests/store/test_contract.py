@@ -275,6 +275,18 @@ def test_bad_input_corpus(
     assert snapshot(store) == before
 
 
+def test_empty_batches(store: Store) -> None:
+    assert store.ingest_decisions([]).to_dict() == {
+        "kind": "decisions",
+        "inserted": 0,
+        "duplicates": 0,
+    }
+    assert store.ingest_feedback(iter([])).inserted == 0
+    assert store.ingest_scenarios(()).inserted == 0
+    assert len(store.labelled()) == 0 and store.labelled().scores.shape == (0, 3)
+    assert len(store.decisions()) == 0
+
+
 def test_not_a_batch(store: Store) -> None:
     with pytest.raises(ValidationFailed, match="expected a sequence"):
         store.ingest_decisions(dec(1))  # a single mapping, not a batch
@@ -463,6 +475,9 @@ def test_audit_append_query_verify(store: Store) -> None:
         store.append_audit("x", {"obj": object()})
     with pytest.raises(ValidationFailed, match="kind"):
         store.append_audit("", {})
+    with pytest.raises(ValidationFailed, match="limit"):
+        store.audit(limit=-1)
+    assert store.audit(limit=0) == []
     assert store.verify_audit().checked == 4
 
 

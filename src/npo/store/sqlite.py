@@ -490,6 +490,10 @@ class SQLiteStore(Store):
 
     def audit(self, *, kind: str | None = None, limit: int | None = None) -> list[AuditRecord]:
         """Audit records, oldest first; ``limit`` keeps the most recent ``limit``."""
+        if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 0):
+            raise ValidationFailed(
+                [ItemError(0, "limit", f"must be a whole number ≥ 0, got {limit!r}")], "query"
+            )
         sql = "SELECT seq, ts, kind, payload, prev_hash, hash FROM audit"
         args: list[Any] = []
         if kind is not None:
