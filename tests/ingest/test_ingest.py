@@ -19,6 +19,7 @@ import pytest
 from ingest_helpers import ACTIONS, decision, feedback, write_jsonl
 
 from npo.ingest import SourceRejected, infer_kind, ingest_file, ingest_frame
+from npo.ingest.ingest import _dry_run_supported
 from npo.ingest.readers import iter_csv, iter_jsonl
 from npo.ingest.schema import KindError, parse_vector_text
 from npo.store import open_store
@@ -229,6 +230,10 @@ def test_dataframe_errors_name_the_row(store: Any) -> None:
         ingest_frame(store, frame.assign(extra=1))
     with pytest.raises(SourceRejected, match="expected a pandas or polars DataFrame"):
         ingest_frame(store, [feedback(13)])
+    mixed = pd.DataFrame([feedback(13), feedback(14)]).assign(reviewer_id=["r1", 7])
+    with pytest.raises(SourceRejected, match="frame: cannot be converted to Arrow"):
+        ingest_frame(store, mixed)
+    assert store.counts() == before
 
 
 def test_kind_inference() -> None:
@@ -328,3 +333,18 @@ def test_unreadable_bytes_stop_reading_and_keep_earlier_chunks(store: Any, tmp_p
     assert s.stopped_early and not s.ok and s.inserted == 6
     assert [(e.line, e.field, e.reason) for e in s.errors] == [(8, "file", "not valid UTF-8 text")]
     assert store.counts()["feedback"] == before + 6
+
+
+def test_all_or_nothing_with_a_problem_only_the_store_can_see(store: Any, tmp_path: Path) -> None:
+    rows = [feedback(10 + i) for i in range(9)]
+    rows[7] = feedback(17, decision_id="d404")  # line 8, third chunk
+    path = write_jsonl(tmp_path / "fb.jsonl", rows)
+    before = store.counts()["feedback"]
+    s = ingest_file(store, path, batch_size=3, all_or_nothing=True)
+    assert not s.ok
+    assert [(e.line, e.field) for e in s.errors] == [(8, "decision_id")]
+    if _dry_run_supported(store.ingest_feedback):  # the first pass saw it: nothing stored
+        assert store.counts()["feedback"] == before
+    else:  # documented limit: the second pass stops there, earlier chunks stay stored
+        assert s.stopped_early and s.inserted == 6
+        assert store.counts()["feedback"] == before + 6

@@ -189,8 +189,14 @@ def ingest_frame(
 ) -> IngestSummary:
     """Ingest a pandas / polars DataFrame or a pyarrow Table, in chunks of ``batch_size``
     rows (same semantics as :func:`ingest_file`; "line" is the 1-based row number)."""
+    import pyarrow as pa
+
+    if batch_size < 1:
+        raise _source_error("batch_size", f"must be at least 1, got {batch_size}")
     try:
         table = to_arrow(frame)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:  # mixed types in a pandas column
+        raise _source_error("frame", f"cannot be converted to Arrow: {e}") from None
     except TypeError as e:
         raise _source_error("frame", str(e).removeprefix("frame: ")) from None
     actions = store.actions
@@ -441,7 +447,7 @@ def _run(
                     e for e in store_errors(exc) if (_at(rows, e.row), _base(e.field)) not in seen
                 ]
                 record(chunk, more, rows)
-            except Exception:
+            except Exception:  # best effort only: the chunk is rejected in any case
                 pass
             return False
         try:
