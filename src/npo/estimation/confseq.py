@@ -181,11 +181,45 @@ class EmpiricalBernsteinCS:
         self._lower = 0.0
         self._upper = 1.0
 
+    def _update_one(self, x: float) -> CSBounds:
+        """The same arithmetic as :meth:`update` for one observation, in plain floats
+        (the monitor feeds one observation at a time)."""
+        if not (0.0 <= x <= 1.0):  # also rejects nan
+            raise ValidationFailed(
+                [ItemError(index=0, field="x", reason=f"must lie in [0, 1], got {x!r}")],
+                what="observations",
+            )
+        pl = self._plugin
+        t = pl.t + 1
+        lam = min(math.sqrt(2.0 * pl.log_term / (pl.var_prev * t * math.log1p(t))), self.cap)
+        v = 4.0 * (x - pl.mu_prev) ** 2
+        pl.sum_x += x
+        mu = (0.5 + pl.sum_x) / (t + 1.0)
+        pl.sum_sq += (x - mu) ** 2
+        pl.mu_prev, pl.var_prev = mu, (0.25 + pl.sum_sq) / (t + 1.0)
+        pl.t = t
+        self._s_lam += lam
+        self._s_lamx += lam * x
+        self._s_vpsi += v * (-math.log1p(-lam) - lam) / 4.0
+        centre = self._s_lamx / self._s_lam
+        margin = (pl.log_term + self._s_vpsi) / self._s_lam
+        lo = min(max(centre - margin, 0.0), 1.0)
+        hi = min(max(centre + margin, 0.0), 1.0)
+        if self.running_intersection:
+            lo, hi = max(lo, self._lower), min(hi, self._upper)
+        self._sum_x += x
+        self._lower, self._upper = lo, hi
+        return CSBounds(np.array([self._sum_x / t]), np.array([lo]), np.array([hi]))
+
     def update(self, x: ArrayLike) -> CSBounds:
+        if isinstance(x, float | int | np.floating | np.integer):
+            return self._update_one(float(x))
         obs = _as_obs(x)
         if obs.size == 0:
             e = np.empty(0)
             return CSBounds(e, e, e)
+        if obs.size == 1:
+            return self._update_one(float(obs[0]))
         n0 = self._plugin.t
         _, lam, mu_prev = self._plugin.step(obs)
         v = 4.0 * (obs - mu_prev) ** 2
@@ -382,9 +416,24 @@ class RestartedCS:
         if self._t % self.stride == 0 and self._t // self.stride == self._started:
             self._live.append((self._t, self.factory(self.level(self._started))))
             self._started += 1
-        self._live = [(s, cs) for s, cs in self._live if self._t - s < self.window]
+        while self._live and self._t - self._live[0][0] >= self.window:
+            self._live.pop(0)
 
     def update(self, x: ArrayLike) -> CSBounds:
+        if isinstance(x, float | int | np.floating | np.integer):
+            xf = float(x)
+            if not (0.0 <= xf <= 1.0):
+                _as_obs([xf])  # raises the standard error
+            self._start_if_due()
+            reported = None
+            for _, cs in self._live:
+                b = cs.update(xf)
+                if reported is None:
+                    reported = b  # oldest live
+            self._t += 1
+            self._start_if_due()
+            assert reported is not None
+            return reported
         obs = _as_obs(x)
         ests, los, his = [], [], []
         i = 0
