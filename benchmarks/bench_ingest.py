@@ -263,6 +263,9 @@ def run(quick: bool) -> dict[str, Any]:
                     url = pg(f"bench_{scheme.replace('-', '_')}")
                     t = npo_ingest(url, decisions, feedback)
                     rows.append(_row("NPO PostgreSQL", scheme, n, t["first"], base_rate))
+                    summary[f"PostgreSQL ratio to bare executemany (SQLite), {scheme}"] = round(
+                        base / t["first"], 3
+                    )
                     rows.append(
                         _row(
                             "NPO PostgreSQL, re-send (all duplicates)",

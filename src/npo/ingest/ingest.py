@@ -252,7 +252,11 @@ def _plan(
     if kind is not None:
         k = check_kind(kind)
     else:
-        first = next(iter_jsonl(p, min(batch_size, 1000), gz=gz), None)
+        head = iter_jsonl(p, min(batch_size, 1000), gz=gz)
+        try:
+            first = next(head, None)
+        finally:
+            head.close()
         keys: set[str] = set()
         if first is not None:
             if first.table is not None:
