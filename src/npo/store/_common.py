@@ -495,3 +495,135 @@ def raise_errors(errors: list[ItemError]) -> None:
     if all("already stored" in e.reason or "appears twice" in e.reason for e in errors):
         raise ConflictError(errors)
     raise ValidationFailed(errors)
+
+
+# --------------------------------------------------------------------------------------
+# Arrow tables -> arrays (PostgreSQL reads: COPY … TO STDOUT (FORMAT csv) parsed by Arrow)
+# --------------------------------------------------------------------------------------
+_HEX = np.zeros(256, dtype=np.uint8)
+_HEX[48:58] = np.arange(10)
+_HEX[97:103] = np.arange(10, 16)
+_HEX[65:71] = np.arange(10, 16)
+
+
+def hex_matrix(col: Any, k: int) -> np.ndarray:
+    """A column of hex-encoded little-endian float64 blobs of K values each -> (n, K)."""
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], pa.string())
+    n = len(col)
+    if n == 0:
+        return np.empty((0, k), dtype=np.float64)
+    col = col.cast(pa.string())
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + n + 1]
+    data = np.frombuffer(col.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    if col.null_count or data.size != n * 16 * k:
+        raise ValueError("scores: every stored score vector must hold K float64 values")
+    nib = _HEX[data]
+    raw = (nib[0::2] << 4) | nib[1::2]
+    return raw.view("<f8").reshape(n, k).astype(np.float64)
+
+
+def arrow_codes(col: Any) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes into the sorted tuple of distinct strings, vectorised."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(col) == 0:
+        return np.empty(0, dtype=np.int32), ()
+    enc = pc.dictionary_encode(col)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.combine_chunks()
+    names = enc.dictionary.to_pylist()
+    order = sorted(range(len(names)), key=names.__getitem__)
+    remap = np.empty(len(names), dtype=np.int32)
+    remap[order] = np.arange(len(names), dtype=np.int32)
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    return remap[idx], tuple(str(names[i]) for i in order)
+
+
+def _np(col: Any, dtype: Any) -> np.ndarray:
+    return np.asarray(col.to_numpy(), dtype=dtype) if len(col) else np.empty(0, dtype)
+
+
+def labelled_from_arrow(t: Any, actions: ActionSpace, with_features: bool) -> LabelledFeedback:
+    """``t``: columns in :data:`LABELLED_COLS` order (scores hex-encoded), then features."""
+    c = t.columns
+    decision = _np(c[2], np.int16)
+    kind = _np(c[3], np.int8)
+    faction = _np(c[4], np.int16)
+    label = np.where(kind == 0, decision, np.where(kind == 1, faction, -1)).astype(np.int16)
+    seg, segs = arrow_codes(c[7])
+    rev, revs = arrow_codes(c[8])
+    pv, pvs = arrow_codes(c[9])
+    tv, tvs = arrow_codes(c[10])
+    features = None
+    if with_features:
+        features = features_matrix([bytes.fromhex(x) if x else None for x in c[14].to_pylist()])
+    return LabelledFeedback(
+        feedback_id=np.asarray(c[0].to_pylist(), dtype=object),
+        decision_id=np.asarray(c[1].to_pylist(), dtype=object),
+        decision=decision,
+        label=label,
+        kind=kind,
+        propensity=_np(c[5], np.float64),
+        scores=hex_matrix(c[6], actions.k),
+        segment=seg,
+        reviewer=rev,
+        policy_version=pv,
+        threshold_version=tv,
+        decision_time=_np(c[11], np.int64),
+        feedback_time=_np(c[12], np.int64),
+        segments=segs,
+        reviewers=revs,
+        policy_versions=pvs,
+        threshold_versions=tvs,
+        features=features,
+        scenario_id=np.asarray(c[13].to_pylist(), dtype=object),
+    )
+
+
+def decisions_from_arrow(d: Any, fb: Any, actions: ActionSpace) -> DecisionArrays:
+    """``d``: :data:`DECISION_COLS` (scores hex-encoded); ``fb``: (decision_id, kind,
+    action, decision action) of their feedback, in feedback-time order."""
+    import pyarrow.compute as pc
+
+    c = d.columns
+    n = d.num_rows
+    seg, segs = arrow_codes(c[4])
+    pv, pvs = arrow_codes(c[5])
+    tv, tvs = arrow_codes(c[6])
+    reviewed = np.zeros(n, dtype=bool)
+    label = np.full(n, -1, dtype=np.int16)
+    abstained = np.zeros(n, dtype=bool)
+    if fb.num_rows:
+        pos = pc.index_in(fb.column(0), value_set=c[0].combine_chunks())
+        pos = np.asarray(pos.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        kind = _np(fb.column(1), np.int8)
+        lab = np.where(kind == 0, _np(fb.column(3), np.int16), _np(fb.column(2), np.int16))
+        ok = pos >= 0
+        is_lab = ok & (kind < 2)
+        lp = pos[is_lab]
+        if len(lp):
+            first_pos, first_idx = np.unique(lp, return_index=True)
+            reviewed[first_pos] = True
+            label[first_pos] = lab[is_lab][first_idx]
+        abstained[pos[ok & (kind == 2)]] = True
+        abstained &= ~reviewed
+    return DecisionArrays(
+        decision_id=np.asarray(c[0].to_pylist(), dtype=object),
+        decision=_np(c[1], np.int16),
+        propensity=_np(c[2], np.float64),
+        scores=hex_matrix(c[3], actions.k),
+        segment=seg,
+        policy_version=pv,
+        threshold_version=tv,
+        decision_time=_np(c[7], np.int64),
+        reviewed=reviewed,
+        label=label,
+        abstained=abstained,
+        segments=segs,
+        policy_versions=pvs,
+        threshold_versions=tvs,
+    )

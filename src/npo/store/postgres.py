@@ -266,6 +266,33 @@ class PostgresStore(Store):
         return dict(rows)
 
     # -- reads --------------------------------------------------------------------------
+    # Reads stream ``COPY (SELECT …) TO STDOUT (FORMAT csv)`` into Arrow's CSV parser: the
+    # rows never become Python objects; blobs travel hex-encoded and are decoded by numpy.
+    def _copy_arrow(self, cur: Any, sql: str, args: list[Any], types: list[Any]) -> Any:
+        import io
+
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        buf = io.BytesIO()
+        with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)", args or None) as cp:
+            for block in cp:
+                buf.write(block)
+        names = [f"c{i}" for i in range(len(types))]
+        if buf.tell() == 0:
+            return pa.table({n: pa.array([], t) for n, t in zip(names, types, strict=True)})
+        buf.seek(0)
+        return pcsv.read_csv(
+            buf,
+            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True),
+            convert_options=pcsv.ConvertOptions(
+                column_types=dict(zip(names, types, strict=True)),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
     def labelled(
         self,
         *,
@@ -275,16 +302,23 @@ class PostgresStore(Store):
         policy_version: str | None = None,
         with_features: bool = False,
     ) -> LabelledFeedback:
+        import pyarrow as pa
+
         where, args = C.window_sql(since, until, segment, policy_version, "%s")
-        cols = C.LABELLED_COLS + (", s.features" if with_features else "")
+        cols = C.LABELLED_COLS.replace("d.scores", "encode(d.scores, 'hex')")
+        cols += ", encode(s.features, 'hex')" if with_features else ""
         join = " LEFT JOIN scenarios s ON s.id = d.scenario_id" if with_features else ""
         sql = (
             f"SELECT {cols} FROM feedback f JOIN decisions d ON d.id = f.decision_id{join}"
             f"{where} ORDER BY f.seq"
         )
-        with self._lock, self._conn.cursor(binary=True) as cur:
-            rows = cur.execute(sql, args).fetchall()
-        return C.labelled_arrays(rows, self._actions, with_features)
+        s, i8, i16, i64, f8 = pa.string(), pa.int8(), pa.int16(), pa.int64(), pa.float64()
+        types = [s, s, i16, i8, i16, f8, s, s, s, s, s, i64, i64, s] + (
+            [s] if with_features else []
+        )
+        with self._lock, self._conn.cursor() as cur:
+            table = self._copy_arrow(cur, sql, args, types)
+        return C.labelled_from_arrow(table, self._actions, with_features)
 
     def decisions(
         self,
@@ -293,18 +327,27 @@ class PostgresStore(Store):
         until: datetime | None = None,
         segment: str | None = None,
     ) -> DecisionArrays:
+        import pyarrow as pa
+
         where, args = C.window_sql(since, until, segment, None, "%s")
-        with self._lock, self._conn.transaction(), self._conn.cursor(binary=True) as cur:
+        s, i8, i16, i64, f8 = pa.string(), pa.int8(), pa.int16(), pa.int64(), pa.float64()
+        dcols = C.DECISION_COLS.replace("d.scores", "encode(d.scores, 'hex')")
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            rows = cur.execute(
-                f"SELECT {C.DECISION_COLS} FROM decisions d{where} ORDER BY d.seq", args
-            ).fetchall()
-            fb = cur.execute(
+            d = self._copy_arrow(
+                cur,
+                f"SELECT {dcols} FROM decisions d{where} ORDER BY d.seq",
+                args,
+                [s, i16, f8, s, s, s, s, i64],
+            )
+            fb = self._copy_arrow(
+                cur,
                 "SELECT f.decision_id, f.kind, f.action, d.action FROM feedback f "
                 f"JOIN decisions d ON d.id = f.decision_id{where} ORDER BY f.ts, f.seq",
                 args,
-            ).fetchall()
-        return C.decision_arrays(rows, fb, self._actions)
+                [s, i8, i16, i16],
+            )
+        return C.decisions_from_arrow(d, fb, self._actions)
 
     def counts(self) -> dict[str, int]:
         tables = ("scenarios", "decisions", "feedback", "policies", "thresholds", "audit")
