@@ -621,3 +621,17 @@ def test_feedback_input_forms_are_equivalent(store: Store) -> None:
     assert [(e.index, e.field) for e in ei.value.errors] == [(1, "action"), (2, "action")]
     assert store.counts()["feedback"] == 3
     assert store.labelled().label.tolist() == [0, 2, -1]
+
+
+def test_awkward_strings_round_trip(store: Store) -> None:
+    odd = 'd,"1"\nx ü'
+    store.ingest_decisions([dec(1, id=odd, segment='eu, "west"', policy_version="p\\1"), dec(2)])
+    store.ingest_feedback([fb(1, 1, decision_id=odd, reviewer_id="ré\tv"), fb(2, 2)])
+    lf = store.labelled()
+    assert list(lf.decision_id) == [odd, "d2"]
+    assert lf.segments == ('eu, "west"', "us")
+    assert lf.reviewers == ("r2", "ré\tv")
+    assert [lf.reviewers[c] for c in lf.reviewer] == ["ré\tv", "r2"]
+    assert "p\\1" in lf.policy_versions
+    da = store.decisions(segment='eu, "west"')
+    assert list(da.decision_id) == [odd] and da.reviewed.tolist() == [True]
