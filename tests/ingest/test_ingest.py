@@ -348,3 +348,48 @@ def test_all_or_nothing_with_a_problem_only_the_store_can_see(store: Any, tmp_pa
     else:  # documented limit: the second pass stops there, earlier chunks stay stored
         assert s.stopped_early and s.inserted == 6
         assert store.counts()["feedback"] == before + 6
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_memory_is_bounded_by_the_chunk_not_the_file(tmp_path: Path, fmt: str) -> None:
+    """Peak Python memory while ingesting 20,000 lines in chunks of 1,000 is a small
+    fraction of the peak with the whole file as one chunk."""
+    import tracemalloc
+
+    n = 20_000
+    rows = [feedback(i, reviewer_id=f"r{i % 7}") for i in range(n)]
+    path = write_jsonl(tmp_path / "fb.jsonl", rows) if fmt == "jsonl" else None
+    if path is None:
+        path = _write_csv(tmp_path / "fb.csv", rows)
+    warm = tmp_path / f"warm.{fmt}"
+    warm_rows = [feedback(f"w{i}") for i in range(3)]
+    _ = write_jsonl(warm, warm_rows) if fmt == "jsonl" else _write_csv(warm, warm_rows)
+    peaks = {}
+    for batch in (1_000, n):
+        store = _fresh(tmp_path, f"m{batch}")
+        store.ingest_decisions([decision(1)])
+        ingest_file(store, warm)  # warm up: imports, caches
+        tracemalloc.start()
+        s = ingest_file(store, path, batch_size=batch)
+        peaks[batch] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        store.close()
+        assert s.ok and s.inserted == n
+    assert peaks[1_000] < peaks[n] / 5, peaks
+
+
+def test_crlf_line_endings(store: Any, tmp_path: Path) -> None:
+    c = tmp_path / "fb.csv"
+    c.write_bytes(
+        b"id,decision_id,reviewer_id,kind,action\r\n"
+        b"f20,d1,r1,like,\r\n"
+        b"\r\n"
+        b"f21,d1,r1,like,approve\r\n"
+    )
+    s = ingest_file(store, c)
+    assert [(e.line, e.field) for e in s.errors] == [(4, "action")]
+    j = tmp_path / "fb.jsonl"
+    good, bad = json.dumps(feedback(30)), json.dumps(feedback(31, kind="x"))
+    j.write_bytes(good.encode() + b"\r\n\r\n" + bad.encode())
+    s = ingest_file(store, j)
+    assert [(e.line, e.field) for e in s.errors] == [(3, "kind")]
