@@ -79,6 +79,13 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], vector: str = "semicolon"
     return path
 
 
+def _spread(r: dict[str, Any]) -> dict[str, Any]:
+    r = dict(r)
+    if "scores" in r:
+        r.update({f"score_{a}": v for a, v in zip(ACTIONS.actions, r.pop("scores"), strict=True)})
+    return r
+
+
 def _snapshot(store: Any) -> dict[str, Any]:
     lab = store.labelled()
     order = np.argsort(lab.feedback_id)
@@ -106,7 +113,7 @@ def _frames(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SOURCES = ["jsonl", "jsonl.gz", "csv", "csv-json-lists", "csv-spread", "parquet"]
+SOURCES = ["jsonl", "jsonl-spread", "jsonl.gz", "csv", "csv-json-lists", "csv-spread", "parquet"]
 FRAMES = ["pandas", "polars", "arrow"]
 
 
@@ -126,6 +133,9 @@ def test_every_format_stores_the_same_events(tmp_path: Path, source: str) -> Non
     for name, rows in (("decisions", decs), ("feedback", fbs)):
         if source == "jsonl":
             results.append(ingest_file(store, write_jsonl(d / f"{name}.jsonl", rows)))
+        elif source == "jsonl-spread":  # score_<action> keys instead of a scores list
+            spread = [_spread(r) for r in rows]
+            results.append(ingest_file(store, write_jsonl(d / f"{name}.ndjson", spread)))
         elif source == "jsonl.gz":
             p = d / f"{name}.jsonl.gz"
             with gzip.open(p, "wt") as f:
