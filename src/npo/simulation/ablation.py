@@ -1,0 +1,1533 @@
+"""The NPO loop in simulation, its ablation switches, and the ablation grid.
+
+:func:`simulate_loop` runs the whole loop -- score, decide, sample for review, receive
+(delayed) feedback, estimate, monitor, retrain + validate + promote, retune thresholds,
+hand decisions to people on OVERRIDE -- against a seeded :class:`~npo.simulation.World`
+and :class:`~npo.simulation.ReviewerPool`, in memory, from the statistical core only
+(learner, tuner, validator, monitors). It records one row per step (true and estimated
+loss with the monitor's band, trigger state vs ideal, deferral and abstention rates,
+policy version, review counts, blind-spot loss).
+
+:class:`Switches` turn parts of NPO off (the ablation study, SPEC section 5):
+
+* ``tuning`` -- retune thresholds on labelled feedback (off: the initial threshold stays);
+* ``retraining`` -- act on RETRAIN/OVERRIDE by training, validating and promoting a
+  candidate (off: the monitor still runs, nothing is changed);
+* ``feedback`` -- ``full`` (likes, overrides, abstentions as non-response),
+  ``abstain-as-like`` (an abstention on an automated decision counts as a like),
+  ``likes-only`` (no override button: overrides are lost, silence is non-response),
+  ``overrides-only`` (no like button: likes are lost, silence is non-response);
+* ``ipw`` -- ``False`` removes the exploration floor *and* inverse-propensity weighting:
+  automated decisions are never reviewed and every estimate is an unweighted mean of the
+  reviewed costs;
+* ``monitor`` -- ``cs`` (the default confidence-sequence monitor), ``fixed-window`` (naive
+  Wald interval re-checked every step), ``adwin`` / ``pagehinkley`` (River peers, fed one
+  per-step mean Horvitz-Thompson term per step), ``edetector``, ``null``.
+
+Abstentions under ``full`` are treated as random non-response: an abstained review's term
+is imputed with the Hajek mean of the labelled costs seen so far (missing at random given
+the past; the abstention-sensitivity interval of :mod:`npo.estimation` gives the
+assumption-free bracket).
+
+:func:`run_grid` runs cells x seeds in parallel (``ProcessPoolExecutor``, each run seeded
+from ``SeedSequence([base_seed, cell, rep])`` so results do not depend on scheduling) and
+returns records sorted by ``(cell, rep)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from npo.errors import ItemError, ValidationFailed
+
+__all__ = [
+    "ABLATION_CELLS",
+    "GridTask",
+    "LoopRun",
+    "LoopSettings",
+    "Switches",
+    "run_grid",
+    "run_task",
+    "simulate_loop",
+    "task_seed",
+]
+
+FeedbackMode = Literal["full", "abstain-as-like", "likes-only", "overrides-only"]
+MonitorKind = Literal["cs", "fixed-window", "adwin", "pagehinkley", "edetector", "null"]
+_FEEDBACK = ("full", "abstain-as-like", "likes-only", "overrides-only")
+_MONITORS = ("cs", "fixed-window", "adwin", "pagehinkley", "edetector", "null")
+
+
+def _bad(field_name: str, reason: str) -> ValidationFailed:
+    return ValidationFailed([ItemError(0, field_name, reason)], what="simulation settings")
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Which parts of NPO are on (see the module docstring)."""
+
+    tuning: bool = True
+    retraining: bool = True
+    feedback: FeedbackMode = "full"
+    ipw: bool = True
+    monitor: MonitorKind = "cs"
+    monitor_params: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.feedback not in _FEEDBACK:
+            raise _bad("feedback", f"must be one of {list(_FEEDBACK)}, got {self.feedback!r}")
+        if self.monitor not in _MONITORS:
+            raise _bad("monitor", f"must be one of {list(_MONITORS)}, got {self.monitor!r}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Switches:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise _bad(unknown[0], f"unknown switch; known: {sorted(known)}")
+        d = dict(data)
+        if "monitor_params" in d and isinstance(d["monitor_params"], Mapping):
+            d["monitor_params"] = tuple(sorted(d["monitor_params"].items()))
+        return cls(**d)
+
+
+ABLATION_CELLS: dict[str, Switches] = {
+    "full": Switches(),
+    "no-tuning": Switches(tuning=False),
+    "no-retraining": Switches(retraining=False),
+    "abstain-as-like": Switches(feedback="abstain-as-like"),
+    "likes-only": Switches(feedback="likes-only"),
+    "overrides-only": Switches(feedback="overrides-only"),
+    "no-ipw-no-floor": Switches(ipw=False),
+    "fixed-window": Switches(monitor="fixed-window"),
+    "adwin": Switches(monitor="adwin"),
+    "pagehinkley": Switches(monitor="pagehinkley"),
+}
+"""The ablation cells of ``npo ablate`` (name -> switches)."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Loop parameters (loss units; times in steps unless said otherwise).
+
+    ``tolerance`` lambda, ``critical`` lambda_crit, ``delta`` the monitor's error level;
+    ``p_min`` the exploration floor (default: the scenario's ``review_rate``);
+    ``deferral_budget`` for threshold tuning; ``tau0`` the initial global threshold;
+    ``window`` the monitor's recent horizon in decisions; ``pilot`` labelled scenarios the
+    first policy is trained on; ``block`` steps processed together (scenarios, reviews,
+    monitor updates); ``retrain_min_labels`` / ``validation_labels`` labelled reviews needed
+    to train / validate a candidate; ``retrain_lookback`` steps before the alarm whose
+    feedback may train the candidate; ``cooldown`` steps between retrain attempts;
+    ``retrain_every`` steps after which a candidate is trained and validated anyway (on the
+    feedback since the previous attempt; ``None``: only on RETRAIN);
+    ``tune_every`` steps between threshold retunes; ``estimate_window`` steps of the
+    windowed Hajek estimate recorded for the estimation-error metric.
+    """
+
+    tolerance: float = 0.15
+    critical: float = 0.3
+    delta: float = 0.05
+    p_min: float | None = None
+    deferral_budget: float = 0.4
+    tau0: float = 0.6
+    window: int = 10_000
+    pilot: int = 2000
+    block: int = 5
+    retrain_min_labels: int = 1500
+    validation_labels: int = 1200
+    retrain_lookback: int = 20
+    cooldown: int = 20
+    retrain_every: int | None = 300
+    tune_every: int = 100
+    estimate_window: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 < self.tolerance < self.critical:
+            raise _bad("tolerance", "need 0 < tolerance < critical")
+        if not 0 < self.delta < 1:
+            raise _bad("delta", f"must lie in (0, 1), got {self.delta}")
+        if self.p_min is not None and not 0 < self.p_min <= 1:
+            raise _bad("p_min", f"must lie in (0, 1], got {self.p_min}")
+        if not 0 <= self.deferral_budget <= 1:
+            raise _bad("deferral_budget", f"must lie in [0, 1], got {self.deferral_budget}")
+        for name in ("window", "pilot", "block", "retrain_min_labels", "validation_labels"):
+            if int(getattr(self, name)) < 1:
+                raise _bad(name, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class LoopRun:
+    """One simulated run: per-step ``series`` (equal-length columns), per-run ``metrics``,
+    the ``events`` the loop acted on (step, kind, detail) and the resolved settings."""
+
+    scenario: str
+    seed: int
+    switches: Switches
+    settings: LoopSettings
+    series: dict[str, np.ndarray]
+    metrics: dict[str, float]
+    events: list[tuple[int, str, str]] = field(default_factory=list)
+    terms: np.ndarray | None = None
+
+
+class _Buf:
+    """Append-only column store with amortised growth."""
+
+    def __init__(self, dtypes: Mapping[str, Any], width: Mapping[str, int] | None = None) -> None:
+        self.n = 0
+        self.cap = 4096
+        self.width = dict(width or {})
+        self.cols = {
+            k: np.empty((self.cap, self.width[k]) if k in self.width else self.cap, dtype=t)
+            for k, t in dtypes.items()
+        }
+
+    def extend(self, **cols: np.ndarray) -> np.ndarray:
+        m = len(next(iter(cols.values())))
+        if self.n + m > self.cap:
+            while self.n + m > self.cap:
+                self.cap *= 2
+            for k, a in self.cols.items():
+                new = np.empty((self.cap, *a.shape[1:]), dtype=a.dtype)
+                new[: self.n] = a[: self.n]
+                self.cols[k] = new
+        for k, v in cols.items():
+            self.cols[k][self.n : self.n + m] = v
+        idx = np.arange(self.n, self.n + m)
+        self.n += m
+        return idx
+
+    def __getitem__(self, k: str) -> np.ndarray:
+        return self.cols[k][: self.n]
+
+
+def _make_monitor(sw: Switches, st: LoopSettings, scale: float) -> Any:
+    from npo import monitor as mon
+
+    params = dict(sw.monitor_params)
+    tol, crit = st.tolerance, st.critical
+    if sw.monitor == "cs":
+        return mon.ConfidenceSequenceMonitor(
+            tol, crit, scale=scale, delta=st.delta, window=int(params.get("window", st.window))
+        )
+    if sw.monitor == "fixed-window":
+        return mon.FixedWindowMonitor(
+            tol, crit, scale=scale, delta=st.delta, window=int(params.get("window", st.window))
+        )
+    if sw.monitor == "edetector":
+        return mon.EDetectorMonitor(tol / scale, alpha=st.delta, **params)  # type: ignore[arg-type]
+    if sw.monitor == "adwin":
+        return mon.ADWINMonitor(delta=float(params.get("delta", 0.002)))
+    if sw.monitor == "pagehinkley":
+        return mon.PageHinkleyMonitor(threshold=float(params.get("threshold", 50.0)))
+    return mon.NullMonitor(scale=scale)
+
+
+def simulate_loop(
+    scenario: Any,
+    *,
+    seed: int | None = None,
+    steps: int | None = None,
+    switches: Switches | None = None,
+    settings: LoopSettings | None = None,
+    keep_terms: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> LoopRun:
+    """Run the NPO loop on ``scenario`` (a catalogue name, a config file or a
+    :class:`~npo.simulation.ScenarioSpec`) and return its per-step series and metrics.
+
+    ``keep_terms`` also returns the monitor's observation stream (scaled HT terms, in the
+    order fed). ``progress(steps_done)`` is called after each block.
+    """
+    from npo.monitor import TriggerState
+    from npo.policy import OnlineSoftmaxRegression, decide
+    from npo.simulation.metrics import run_metrics, windowed_mean
+    from npo.simulation.reviewers import ABSTAIN, LIKE, OVERRIDE, FeedbackQueue
+    from npo.simulation.scenarios import ScenarioSpec, load_scenario
+    from npo.simulation.world import cost_array
+    from npo.tuning import ThresholdTuner
+    from npo.validation import PolicyValidator
+
+    spec = scenario if isinstance(scenario, ScenarioSpec) else load_scenario(scenario)
+    sw = switches or Switches()
+    st = settings or LoopSettings()
+    n_steps = int(steps if steps is not None else spec.steps)
+    if n_steps < 2:
+        raise _bad("steps", f"must be >= 2, got {n_steps}")
+    if steps is not None and steps != spec.steps:
+        spec = spec.model_copy(update={"steps": n_steps})
+    setup = spec.build(seed)
+    world, people = setup.world, setup.reviewers
+    k, d = world.k, world.d
+    c = cost_array(setup.cost, k)
+    c_max = float(c.max())
+    p_min = float(st.p_min if st.p_min is not None else spec.review_rate)
+    scale = c_max / p_min if sw.ipw else c_max
+    rng = np.random.default_rng(np.random.SeedSequence([int(setup.seed), 0xA51]))
+    events: list[tuple[int, str, str]] = []
+
+    # -- the first policy: a pilot of fully labelled scenarios before the run -------------
+    pilot_rng = np.random.default_rng(np.random.SeedSequence([int(setup.seed), 0x91107]))
+    idx = pilot_rng.integers(0, world.eval_X.shape[0], st.pilot)
+    px, pg = world.eval_X[idx], world.eval_segments[idx]
+    pp = world.preference_probs(px, pg, 0)
+    py = (pp.cumsum(axis=1) < pilot_rng.random((st.pilot, 1))).sum(axis=1).clip(0, k - 1)
+
+    def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, epochs: int = 3) -> Any:
+        m = OnlineSoftmaxRegression(k, d, batch_size=32, eta0=0.5)
+        w = w / max(float(w.mean()), 1e-12)
+        order_rng = np.random.default_rng(len(y))
+        for _ in range(epochs):
+            o = order_rng.permutation(len(y))
+            m.partial_fit(x[o], y[o], w[o])
+        m.calibrate(x, y, w)
+        return m
+
+    version = 1
+    policy = train(px, py, np.ones(st.pilot)).to_policy("v1")
+    tau = float(st.tau0)
+
+    # -- truth on the evaluation sample ----------------------------------------------------
+    blind = (
+        world.in_blind_spot(world.eval_X, world.eval_segments)
+        if world.blind_spot is not None
+        else None
+    )
+    eval_codes = decide(policy.predict_proba(world.eval_X), tau).astype(np.intp)
+    bayes_cache: dict[Any, float] = {}
+
+    # -- state ------------------------------------------------------------------------------
+    dec = _Buf(
+        {
+            "X": np.float64,
+            "segment": np.int32,
+            "step": np.int64,
+            "code": np.int16,  # the policy's own decision (shadow decision in OVERRIDE)
+            "prop": np.float64,
+        },
+        width={"X": d},
+    )
+    lab = _Buf(
+        {
+            "decision": np.int64,
+            "label": np.int64,
+            "cost": np.float64,
+            "weight": np.float64,
+            "arrival": np.int64,
+        }
+    )
+    queue = FeedbackQueue()
+    monitor = _make_monitor(sw, st, scale)
+    river = sw.monitor in ("adwin", "pagehinkley")
+    tuner = ThresholdTuner(per="global", deferral_budget=st.deferral_budget)
+    validator = PolicyValidator(margin=0.0, delta=st.delta, segment_tolerance=0.05)
+    override = False
+    pending: dict[str, Any] | None = None  # retrain in progress
+    last_attempt = -(10**9)
+    era_start = 0  # step from which the current policy's feedback counts for tuning
+    last_tune = 0
+    imputed_sum, imputed_w = 0.0, 0.0  # Hajek mean of labelled costs (abstention imputation)
+    terms_log: list[np.ndarray] = []
+
+    cols = {
+        name: np.full(n_steps, np.nan)
+        for name in (
+            "true_loss",
+            "policy_loss",
+            "bayes_loss",
+            "blind_spot_loss",
+            "estimate",
+            "lower",
+            "upper",
+            "deferral_rate",
+            "abstention_rate",
+            "tau",
+        )
+    }
+    icols = {
+        name: np.zeros(n_steps, dtype=np.int64)
+        for name in (
+            "state",
+            "policy_version",
+            "override",
+            "n_scenarios",
+            "n_deferred",
+            "n_requested",
+            "n_feedback",
+            "n_labelled",
+            "n_abstained",
+        )
+    }
+    est_num = np.zeros(n_steps)
+    est_den = np.zeros(n_steps)
+
+    def policy_truth(t: int) -> tuple[float, float, float]:
+        probs = world.eval_probs(t)
+        per = np.einsum("ik,ik->i", c[eval_codes], probs)
+        seg = per.reshape(world.n_segments, -1).mean(axis=1)
+        mix = world.segment_mix(t)
+        bl = float(per[blind].mean()) if blind is not None else float("nan")
+        key = world.preference_state(t)
+        if key not in bayes_cache:
+            bayes_cache[key] = world.bayes_loss(t, c)
+        return float(mix @ seg), bayes_cache[key], bl
+
+    def feed_monitor(x: np.ndarray, n_in_block: int) -> np.ndarray:
+        if x.size == 0:
+            return np.zeros(0, np.int8)
+        x = np.clip(x, 0.0, scale)
+        if keep_terms:
+            terms_log.append(x / scale)
+        if river:  # one observation per step: the step's mean scaled HT term
+            parts = np.array_split(x / scale, n_in_block)
+            return monitor.update(np.array([float(q.mean()) if q.size else 0.0 for q in parts]))
+        return monitor.update(x)
+
+    def labelled_rows(lo_step: int, hi_step: int | None = None) -> np.ndarray:
+        ds = dec["step"][lab["decision"]]
+        m = (lab["label"] >= 0) & (ds >= lo_step)
+        if hi_step is not None:
+            m &= ds < hi_step
+        return np.flatnonzero(m)
+
+    def retune(t: int) -> None:
+        nonlocal tau, eval_codes, last_tune
+        last_tune = t
+        if not sw.tuning:
+            return
+        rows = labelled_rows(era_start)[-20_000:]
+        if rows.size < 200:
+            return
+        di = lab["decision"][rows]
+        scores = policy.predict_proba(dec["X"][di])
+        res = tuner.fit(scores, lab["label"][rows], 1.0 / lab["weight"][rows], c)
+        new = float(np.clip(res.global_threshold, 1.0 / k, 1.0))
+        if new != tau:
+            tau = new
+            eval_codes = decide(policy.predict_proba(world.eval_X), tau).astype(np.intp)
+            events.append((t, "retune", f"tau={tau:.4f} est_loss={res.loss:.4f}"))
+
+    block = 1 if world.closed_loop else max(1, int(st.block))
+    for lo in range(0, n_steps, block):
+        hi = min(lo + block, n_steps)
+        batch = world.scenarios(lo) if block == 1 else world.scenario_block(lo, hi)
+        n = len(batch)
+        probs = world.preference_probs(batch.X, batch.segment, batch.step)
+        scores = policy.predict_proba(batch.X)
+        codes = decide(scores, tau).astype(np.int16)
+        served = np.full(n, -1, np.int16) if override else codes
+        if world.closed_loop:
+            world.observe(batch, served, probs)
+        deferred = served == -1
+        if sw.ipw:
+            prop = np.where(deferred, 1.0, p_min)
+            req = deferred | (rng.random(n) < p_min)
+        else:
+            prop = np.ones(n)
+            req = deferred.copy()
+        out = people.review(
+            probs, served, prop, req, step=batch.step, scenario_id=batch.scenario_id
+        )
+        gidx = dec.extend(
+            X=batch.X, segment=batch.segment, step=batch.step, code=codes, prop=out.propensity
+        )
+        fb = out.feedback
+        queue.push(type(fb)(**{**fb.__dict__, "decision_index": gidx[fb.decision_index]}))
+        # truth per step (the policy's rule, and what was actually served)
+        rel = batch.step - lo
+        for t in range(lo, hi):
+            pl, bl, bsl = policy_truth(t)
+            cols["policy_loss"][t] = pl
+            cols["true_loss"][t] = pl
+            if override:
+                pr = world.eval_probs(t)
+                cols["true_loss"][t] = float(
+                    world.segment_mix(t) @ (pr @ c[-1]).reshape(world.n_segments, -1).mean(axis=1)
+                )
+            cols["bayes_loss"][t] = bl
+            cols["blind_spot_loss"][t] = bsl
+        cnt = np.bincount(rel, minlength=hi - lo)[: hi - lo]
+        icols["n_scenarios"][lo:hi] = cnt
+        icols["n_deferred"][lo:hi] = np.bincount(rel[deferred], minlength=hi - lo)[: hi - lo]
+        icols["n_requested"][lo:hi] = np.bincount(rel[req], minlength=hi - lo)[: hi - lo]
+        icols["override"][lo:hi] = int(override)
+
+        # -- feedback arriving by the end of this block ------------------------------------
+        arr = queue.pop(hi - 1)
+        terms = [np.zeros(int((~out.reviewed & ~out.overloaded).sum()) if sw.ipw else 0)]
+        if len(arr):
+            g = arr.decision_index
+            dcode = dec["code"][g].astype(np.intp)
+            p = dec["prop"][g]
+            kind = arr.kind
+            label = arr.label.astype(np.int64)
+            if sw.feedback == "abstain-as-like":
+                as_like = (kind == ABSTAIN) & (dcode >= 0) & ~arr.overload
+                label = np.where(as_like, dcode, label)
+                kind = np.where(as_like, LIKE, kind)
+            if sw.feedback == "likes-only":
+                label = np.where(kind == OVERRIDE, -1, label)
+            elif sw.feedback == "overrides-only":
+                label = np.where(kind == LIKE, -1, label)
+            # a like of a policy decision the reviewer saw as served; in OVERRIDE the person
+            # decided, so the label is compared with the policy's shadow decision
+            labelled = label >= 0
+            yl = np.where(labelled, label, 0)
+            cost = np.where(labelled, c[dcode, yl], np.nan)
+            w = 1.0 / p if sw.ipw else np.ones(len(p))
+            lab.extend(
+                decision=g,
+                label=np.where(labelled, label, -1),
+                cost=np.nan_to_num(cost),
+                weight=w,
+                arrival=arr.arrival,
+            )
+            if labelled.any():
+                imputed_sum += float(np.sum(w[labelled] * cost[labelled]))
+                imputed_w += float(np.sum(w[labelled]))
+            mean_cost = imputed_sum / imputed_w if imputed_w > 0 else 0.0
+            if sw.ipw:
+                t_obs = np.where(labelled, np.nan_to_num(cost), mean_cost) / p
+                # several reviewers of one item: average them (one term per decision)
+                _, inv = np.unique(g, return_inverse=True)
+                t_obs = np.bincount(inv, weights=t_obs) / np.bincount(inv)
+            else:
+                t_obs = np.nan_to_num(cost[labelled])
+            terms.append(t_obs)
+            # per-step bookkeeping (by arrival step and by decision step)
+            ar = arr.arrival - lo
+            icols["n_feedback"][lo:hi] += np.bincount(ar, minlength=hi - lo)[: hi - lo]
+            icols["n_labelled"][lo:hi] += np.bincount(ar[labelled], minlength=hi - lo)[: hi - lo]
+            icols["n_abstained"][lo:hi] += np.bincount(ar[arr.kind == ABSTAIN], minlength=hi - lo)[
+                : hi - lo
+            ]
+            ds = dec["step"][g]
+            est_num += np.bincount(
+                ds[labelled], weights=(w * np.nan_to_num(cost))[labelled], minlength=n_steps
+            )[:n_steps]
+            est_den += np.bincount(ds[labelled], weights=w[labelled], minlength=n_steps)[:n_steps]
+        obs = np.concatenate(terms)
+        states = feed_monitor(obs, hi - lo)
+        state = TriggerState(int(states[-1])) if states.size else monitor.state
+        status = monitor.status
+        cols["estimate"][lo:hi] = status.estimate
+        cols["lower"][lo:hi] = status.lower if np.isfinite(status.lower) else np.nan
+        cols["upper"][lo:hi] = status.upper if np.isfinite(status.upper) else np.nan
+        icols["state"][lo:hi] = int(state)
+        t_now = hi - 1
+
+        # -- act on the monitor --------------------------------------------------------------
+        if sw.retraining:
+            if state == TriggerState.OVERRIDE and not override:
+                override = True
+                events.append((t_now, "override-start", f"lower={status.lower:.4f}"))
+            if (
+                state >= TriggerState.RETRAIN
+                and pending is None
+                and t_now - last_attempt >= st.cooldown
+            ):
+                pending = {"fired": t_now, "cutoff": None, "lookback": st.retrain_lookback}
+                last_attempt = t_now
+                events.append(
+                    (t_now, "retrain", f"estimate={status.estimate:.4f} lower={status.lower:.4f}")
+                )
+            elif (
+                pending is None
+                and st.retrain_every is not None
+                and t_now - max(last_attempt, era_start) >= st.retrain_every
+            ):
+                pending = {"fired": t_now, "cutoff": None, "lookback": st.retrain_every}
+                last_attempt = t_now
+                events.append((t_now, "scheduled-retrain", f"lookback={st.retrain_every}"))
+            if pending is not None:
+                start = max(pending["fired"] - pending["lookback"], era_start)
+                if pending["cutoff"] is None:
+                    rows = labelled_rows(start)
+                    if rows.size >= st.retrain_min_labels:
+                        pending["cutoff"] = t_now + 1
+                        pending["train_rows"] = rows
+                else:
+                    vrows = labelled_rows(pending["cutoff"])
+                    if vrows.size >= st.validation_labels:
+                        tr = pending["train_rows"]
+                        di = lab["decision"][tr]
+                        cand_model = train(dec["X"][di], lab["label"][tr], lab["weight"][tr])
+                        cand = cand_model.to_policy(f"v{version + 1}", parent=f"v{version}")
+                        vd = lab["decision"][vrows]
+                        xv = dec["X"][vd]
+                        # the candidate is judged at the incumbent's thresholds; they are
+                        # retuned on its own feedback after promotion
+                        cand_tau = tau
+                        verdict = validator.validate(
+                            decide(cand.predict_proba(xv), cand_tau),
+                            decide(policy.predict_proba(xv), tau),
+                            lab["label"][vrows],
+                            1.0 / lab["weight"][vrows] if sw.ipw else None,
+                            c,
+                            segments=dec["segment"][vd],
+                        )
+                        cand_eval = decide(cand.predict_proba(world.eval_X), cand_tau)
+                        truth = (
+                            " true_candidate="
+                            f"{world.true_loss(cand_eval.astype(np.intp), t_now, c):.4f}"
+                            f" true_incumbent={world.true_loss(eval_codes, t_now, c):.4f}"
+                            f" n_train={tr.size} n_val={vrows.size}"
+                        )
+                        if verdict.outcome == "promote":
+                            version += 1
+                            policy, tau = cand, cand_tau
+                            eval_codes = decide(policy.predict_proba(world.eval_X), tau).astype(
+                                np.intp
+                            )
+                            monitor = _make_monitor(sw, st, scale)
+                            era_start = pending["cutoff"]
+                            imputed_sum = imputed_w = 0.0
+                            events.append(
+                                (
+                                    t_now,
+                                    "promote",
+                                    f"v{version} diff={verdict.diff:.4f} "
+                                    f"upper={verdict.diff_upper:.4f}" + truth,
+                                )
+                            )
+                            if override:
+                                override = False
+                                events.append((t_now, "override-end", f"v{version}"))
+                            last_tune = t_now - st.tune_every // 2
+                        else:
+                            events.append(
+                                (
+                                    t_now,
+                                    "reject",
+                                    f"{verdict.outcome} diff={verdict.diff:.4f}" + truth,
+                                )
+                            )
+                        pending = None
+                        last_attempt = t_now
+        if t_now - last_tune >= st.tune_every:
+            retune(t_now)
+        icols["policy_version"][lo:hi] = version
+        cols["tau"][lo:hi] = tau
+        if progress is not None:
+            progress(hi)
+
+    # -- derived columns ---------------------------------------------------------------------
+    nsc = np.maximum(icols["n_scenarios"], 1)
+    cols["deferral_rate"] = icols["n_deferred"] / nsc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cols["abstention_rate"] = np.where(
+            icols["n_feedback"] > 0,
+            icols["n_abstained"] / np.maximum(icols["n_feedback"], 1),
+            np.nan,
+        )
+    W = int(st.estimate_window)
+    est_w = windowed_mean(est_num, est_den, W)
+    truth_w = windowed_mean(cols["policy_loss"], np.ones(n_steps), W)
+    ideal = (cols["policy_loss"] > st.tolerance).astype(np.int64)
+    series: dict[str, np.ndarray] = {"step": np.arange(n_steps, dtype=np.int64)}
+    series.update(cols)
+    series.update(icols)
+    series["ideal_state"] = ideal
+    series["estimate_window"] = est_w
+    series["policy_loss_window"] = truth_w
+    change = (
+        world.t0
+        if world.change_kind != "none"
+        else (world.blind_spot["start"] if world.blind_spot is not None else None)
+    )
+    metrics = run_metrics(series, tolerance=st.tolerance, delta=st.delta, change_step=change)
+    return LoopRun(
+        scenario=spec.name,
+        seed=int(setup.seed),
+        switches=sw,
+        settings=st,
+        series=series,
+        metrics=metrics,
+        events=events,
+        terms=np.concatenate(terms_log) if keep_terms and terms_log else None,
+    )
+
+
+# =========================================================================== the grid
+
+
+@dataclass(frozen=True)
+class GridTask:
+    """One run of the grid: ``cell`` name and its switches, ``rep`` (seed index), the
+    scenario, run length and settings; ``seed`` is derived by :func:`task_seed`."""
+
+    cell: str
+    cell_index: int
+    rep: int
+    scenario: str
+    steps: int
+    switches: Switches
+    settings: LoopSettings
+    base_seed: int
+    scenario_index: int = 0
+
+    @property
+    def seed(self) -> int:
+        return task_seed(self.base_seed, self.scenario_index, self.rep)
+
+
+def task_seed(base_seed: int, cell: int, rep: int) -> int:
+    """A run's world seed from ``SeedSequence([base_seed, cell, rep])`` (independent of
+    worker scheduling). Cells of the same scenario share ``cell`` = the scenario index, so
+    every switch is compared on the same worlds and reviewers (paired design)."""
+    return int(np.random.SeedSequence([int(base_seed), int(cell), int(rep)]).generate_state(1)[0])
+
+
+def run_task(task: GridTask) -> dict[str, Any]:
+    """Run one grid task; a flat record (task fields + metrics), picklable."""
+    run = simulate_loop(
+        task.scenario,
+        seed=task.seed,
+        steps=task.steps,
+        switches=task.switches,
+        settings=task.settings,
+    )
+    rec: dict[str, Any] = {
+        "cell": task.cell,
+        "cell_index": task.cell_index,
+        "scenario": task.scenario,
+        "rep": task.rep,
+        "seed": task.seed,
+    }
+    rec.update(run.metrics)
+    return rec
+
+
+def make_tasks(
+    cells: Mapping[str, Switches] | Sequence[str],
+    *,
+    scenarios: Sequence[str],
+    seeds: int,
+    steps: int,
+    base_seed: int = 0,
+    settings: LoopSettings | None = None,
+) -> list[GridTask]:
+    """Tasks for every scenario x cell x rep (cells by name from :data:`ABLATION_CELLS`)."""
+    if seeds < 1:
+        raise _bad("seeds", f"must be >= 1, got {seeds}")
+    if isinstance(cells, Mapping):
+        named = dict(cells)
+    else:
+        unknown = [c for c in cells if c not in ABLATION_CELLS]
+        if unknown:
+            raise _bad("cells", f"unknown cell {unknown[0]!r}; known: {list(ABLATION_CELLS)}")
+        named = {c: ABLATION_CELLS[c] for c in cells}
+    st = settings or LoopSettings()
+    tasks = []
+    for si, sc in enumerate(scenarios):
+        for ci, (name, sw) in enumerate(named.items()):
+            for r in range(seeds):
+                tasks.append(GridTask(name, ci, r, sc, steps, sw, st, base_seed, si))
+    return tasks
+
+
+def run_grid(
+    tasks: Sequence[GridTask],
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    runner: Callable[[GridTask], dict[str, Any]] = run_task,
+) -> list[dict[str, Any]]:
+    """Run every task (in parallel over ``workers`` processes, default ``os.cpu_count()``;
+    ``workers=1`` runs in this process) and return the records sorted by
+    ``(scenario, cell_index, rep)``, so aggregates do not depend on completion order.
+    ``progress(done, total)`` is called as runs finish."""
+    total = len(tasks)
+    nw = int(workers or os.cpu_count() or 1)
+    records: list[dict[str, Any]] = []
+    if nw <= 1 or total <= 1:
+        for i, t in enumerate(tasks):
+            records.append(runner(t))
+            if progress:
+                progress(i + 1, total)
+    else:
+        # longest first keeps both cores busy at the end (River monitors are the slowest)
+        order = sorted(tasks, key=lambda t: (t.switches.monitor not in ("adwin", "pagehinkley"),))
+        with ProcessPoolExecutor(max_workers=nw) as ex:
+            futs = [ex.submit(runner, t) for t in order]
+            for i, f in enumerate(as_completed(futs)):
+                records.append(f.result())
+                if progress:
+                    progress(i + 1, total)
+    records.sort(key=lambda r: (str(r["scenario"]), int(r["cell_index"]), int(r["rep"])))
+    return records
+
+
+def settings_from(data: Mapping[str, Any] | None) -> LoopSettings:
+    """:class:`LoopSettings` from a mapping (unknown keys are an error naming the key)."""
+    if not data:
+        return LoopSettings()
+    known = set(LoopSettings.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise _bad(unknown[0], f"unknown loop setting; known: {sorted(known)}")
+    try:
+        return replace(LoopSettings(), **dict(data))
+    except TypeError as exc:
+        raise _bad("settings", str(exc)) from None
+
+
+def describe(sw: Switches) -> dict[str, Any]:
+    return asdict(sw)
+
+
+def iter_cells(names: Iterable[str] | None) -> dict[str, Switches]:
+    if names is None:
+        return dict(ABLATION_CELLS)
+    out = {}
+    for n in names:
+        if n not in ABLATION_CELLS:
+            raise _bad("cells", f"unknown cell {n!r}; known: {list(ABLATION_CELLS)}")
+        out[n] = ABLATION_CELLS[n]
+    return out
+
+
+# =========================================================================== experiments
+
+
+def convergence_experiment(
+    *,
+    seeds: int = 10,
+    n_max: int = 32_000,
+    points: int = 9,
+    base_seed: int = 0,
+    scenario: str = "stationary",
+) -> dict[str, Any]:
+    """Claim 1. (a) The default learner on the stationary stream, trained on ``n`` labelled
+    reviews (log grid), excess alignment loss ``L(pi_n) - L*`` of its argmax rule (no
+    deferral) on the evaluation sample; the log-log slope is fitted by least squares on the
+    seed means. (b) The CS monitor (cumulative sequence) on a Horvitz-Thompson stream whose
+    true loss is ``lambda + gap``: the measured meta-alignment error
+    ``P(T_n != T*_n)`` and its threshold-fidelity bound ``delta + P(|L - lambda| <= w_n)``
+    against ``n`` labelled reviews."""
+    from npo.monitor import ConfidenceSequenceMonitor
+    from npo.policy import OnlineSoftmaxRegression
+    from npo.simulation.scenarios import load_scenario
+    from npo.simulation.world import cost_array
+
+    spec = load_scenario(scenario)
+    grid = np.unique(np.geomspace(250, n_max, points).astype(int))
+    excess = np.zeros((seeds, grid.size))
+    for r in range(seeds):
+        setup = spec.build(task_seed(base_seed, 101, r))
+        world = setup.world
+        c = cost_array(setup.cost, world.k)
+        bayes = world.bayes_loss(0, c, allow_defer=False)
+        rng = np.random.default_rng(task_seed(base_seed, 102, r))
+        steps = int(np.ceil(n_max / world.spec.scenarios_per_step)) + 1
+        batch = world.scenario_block(0, min(steps, spec.steps))
+        X = batch.X[:n_max]
+        probs = world.preference_probs(X, batch.segment[:n_max], 0)
+        y = (probs.cumsum(axis=1) < rng.random((len(X), 1))).sum(axis=1).clip(0, world.k - 1)
+        m = OnlineSoftmaxRegression(world.k, world.d, eta0=0.5)
+        done = 0
+        for j, n in enumerate(grid):
+            m.partial_fit(X[done:n], y[done:n])
+            done = n
+            codes = np.argmax(m.predict_proba(world.eval_X), axis=1)
+            excess[r, j] = max(world.true_loss(codes, 0, c) - bayes, 1e-6)
+    mean_ex = excess.mean(axis=0)
+    slope, icpt = np.polyfit(np.log(grid), np.log(mean_ex), 1)
+    # (b) monitor meta-alignment vs n
+    lam, gap, p_min, delta = 0.10, 0.03, 0.1, 0.05
+    n_obs = 200_000
+    marks = np.unique(np.geomspace(1000, n_obs, 12).astype(int))
+    wrong = np.zeros((seeds, marks.size))
+    amb = np.zeros((seeds, marks.size))
+    for r in range(seeds):
+        rng = np.random.default_rng(task_seed(base_seed, 103, r))
+        reviewed = rng.random(n_obs) < p_min
+        cost = rng.random(n_obs) < lam + gap
+        z = np.where(reviewed & cost, 1.0 / p_min, 0.0)
+        mon = ConfidenceSequenceMonitor(lam, scale=1.0 / p_min, delta=delta, window=None)
+        tr = mon.trace(z)
+        idx = marks - 1
+        wrong[r] = tr.states[idx] < 1  # ideal trigger is 1 (L > lambda)
+        amb[r] = (tr.upper[idx] - tr.lower[idx]) >= gap
+    labelled = marks * p_min
+    return {
+        "n": grid.tolist(),
+        "excess_mean": mean_ex.tolist(),
+        "excess_sd": excess.std(axis=0, ddof=1).tolist() if seeds > 1 else [0.0] * grid.size,
+        "slope": float(slope),
+        "intercept": float(icpt),
+        "seeds": seeds,
+        "monitor_labelled": labelled.tolist(),
+        "monitor_error": wrong.mean(axis=0).tolist(),
+        "monitor_bound": (delta + amb.mean(axis=0)).clip(max=1.0).tolist(),
+        "monitor_setting": {"lambda": lam, "true_loss": lam + gap, "p_min": p_min, "delta": delta},
+    }
+
+
+def _first_alarm(make: Callable[[], Any], x: np.ndarray, chunk: int) -> int:
+    mon = make()
+    for s0 in range(0, x.size, chunk):
+        st = mon.update(x[s0 : s0 + chunk])
+        if st.any():
+            return s0 + int(np.argmax(st > 0))
+    return x.size
+
+
+def monitor_experiment(
+    *, seeds: int = 20, steps: int = 2000, base_seed: int = 0, gap: float = 0.005
+) -> dict[str, Any]:
+    """Claim 5, on the loop's own Horvitz-Thompson streams (fixed policy: no retraining, no
+    tuning, so the stream does not depend on the monitor):
+
+    * false alarms: stationary scenario, ``lambda`` set ``gap`` above each run's true loss;
+      the fraction of runs with any alarm, for the naive fixed-window monitor and the CS
+      monitor at the same ``delta`` (the configured level);
+    * delays: abrupt-change scenario (loss jumps above ``lambda`` at the change); ADWIN's
+      ``delta`` and Page-Hinkley's threshold are calibrated on the stationary streams to
+      the CS monitor's false-alarm level (<= delta), then the first alarm after the change
+      is measured in steps (per-step streams, 100 decisions a step)."""
+    from npo.monitor import (
+        ADWINMonitor,
+        ConfidenceSequenceMonitor,
+        FixedWindowMonitor,
+        PageHinkleyMonitor,
+    )
+
+    st0 = LoopSettings()
+    sw = Switches(tuning=False, retraining=False, monitor="null")
+    delta = st0.delta
+    pre, post = [], []
+    for r in range(seeds):
+        a = simulate_loop(
+            "stationary",
+            seed=task_seed(base_seed, 201, r),
+            steps=steps,
+            switches=sw,
+            keep_terms=True,
+        )
+        b = simulate_loop(
+            "abrupt-change",
+            seed=task_seed(base_seed, 202, r),
+            steps=steps,
+            switches=sw,
+            keep_terms=True,
+        )
+        pre.append((a.terms, a.series, a.settings))
+        post.append((b.terms, b.series))
+    per_step = 100
+    scale = 1.0 / (st0.p_min or 0.1)
+
+    def step_means(z: np.ndarray) -> np.ndarray:
+        n = z.size // per_step
+        return z[: n * per_step].reshape(n, per_step).mean(axis=1)
+
+    # (a) false alarms on stationary streams with lambda just above the truth
+    fa: dict[str, list[float]] = {"fixed-window": [], "cs": []}
+    for z, series, _ in pre:
+        lam = float(np.mean(series["policy_loss"])) + gap
+        x = z * scale
+        for name, make in (
+            (
+                "fixed-window",
+                lambda lam=lam: FixedWindowMonitor(
+                    lam, scale=scale, delta=delta, window=st0.window
+                ),
+            ),
+            (
+                "cs",
+                lambda lam=lam: ConfidenceSequenceMonitor(
+                    lam, scale=scale, delta=delta, window=st0.window
+                ),
+            ),
+        ):
+            fa[name].append(float(_first_alarm(make, x, 10_000) < x.size))
+
+    # (b) matched false alarms on the stationary per-step streams, delays on abrupt change
+    lam = st0.tolerance
+    pre_steps = [step_means(z) for z, _, _ in pre]
+
+    def fa_rate(make: Callable[[], Any]) -> float:
+        return float(np.mean([_first_alarm(make, s, 500) < s.size for s in pre_steps]))
+
+    def calibrate(
+        make_p: Callable[[float], Callable[[], Any]],
+        lo: float,
+        hi: float,
+        increasing: bool,
+        iters: int = 8,
+    ) -> tuple[float, float]:
+        a, b = np.log(lo), np.log(hi)
+        best = lo if increasing else hi
+        for _ in range(iters):
+            mid = 0.5 * (a + b)
+            ok = fa_rate(make_p(float(np.exp(mid)))) <= delta
+            if ok:
+                best = float(np.exp(mid))
+            if ok == increasing:
+                a = mid
+            else:
+                b = mid
+        return best, fa_rate(make_p(best))
+
+    adwin_delta, adwin_fa = calibrate(lambda v: lambda: ADWINMonitor(delta=v), 1e-6, 0.5, True)
+    ph_thr, ph_fa = calibrate(lambda v: lambda: PageHinkleyMonitor(threshold=v), 0.01, 50.0, False)
+    cs_fa = float(
+        np.mean(
+            [
+                _first_alarm(
+                    lambda: ConfidenceSequenceMonitor(
+                        lam, scale=scale, delta=delta, window=st0.window
+                    ),
+                    z * scale,
+                    10_000,
+                )
+                < z.size
+                for z, _, _ in pre
+            ]
+        )
+    )
+    delays: dict[str, list[float]] = {"cs": [], "adwin": [], "pagehinkley": []}
+    for z, series in post:
+        ideal = series["policy_loss"] > lam
+        t0 = int(np.argmax(ideal)) if ideal.any() else steps
+        s = step_means(z)
+        f = _first_alarm(
+            lambda: ConfidenceSequenceMonitor(lam, scale=scale, delta=delta, window=st0.window),
+            z * scale,
+            10_000,
+        )
+        delays["cs"].append(f / per_step - t0)
+        delays["adwin"].append(_first_alarm(lambda: ADWINMonitor(delta=adwin_delta), s, 500) - t0)
+        delays["pagehinkley"].append(
+            _first_alarm(lambda: PageHinkleyMonitor(threshold=ph_thr), s, 500) - t0
+        )
+    return {
+        "seeds": seeds,
+        "delta": delta,
+        "gap": gap,
+        "false_alarm_any": {k: float(np.mean(v)) for k, v in fa.items()},
+        "false_alarm_runs": {k: v for k, v in fa.items()},
+        "matched_false_alarm": {"cs": cs_fa, "adwin": adwin_fa, "pagehinkley": ph_fa},
+        "calibrated": {"adwin_delta": adwin_delta, "pagehinkley_threshold": ph_thr},
+        "delays": delays,
+    }
+
+
+# =========================================================================== the study
+
+GRID_METRICS = (
+    "final_true_loss",
+    "mean_excess_loss",
+    "time_to_recovery",
+    "recovered",
+    "false_alarm_any",
+    "false_alarm_rate",
+    "missed_detection_rate",
+    "detection_delay",
+    "meta_error_rate",
+    "fidelity_bound",
+    "estimation_error",
+    "final_estimate",
+    "blind_spot_loss",
+    "deferral_rate",
+    "promotions",
+)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What ``npo ablate`` runs: every ablation cell on ``main_scenario``; ``full`` and
+    ``no-ipw-no-floor`` on ``collapse_scenario``; ``full`` on every catalogue scenario
+    (``fidelity_seeds`` each) for threshold fidelity; the convergence and monitor
+    experiments."""
+
+    seeds: int = 20
+    steps: int = 1500
+    base_seed: int = 0
+    main_scenario: str = "abrupt-change"
+    collapse_scenario: str = "blind-spot"
+    fidelity_seeds: int = 5
+    fidelity_scenarios: tuple[str, ...] | None = None
+    cells: tuple[str, ...] | None = None
+    convergence_seeds: int = 10
+    monitor_seeds: int = 20
+
+
+def plan_tasks(plan: StudyPlan) -> list[GridTask]:
+    from npo.simulation.scenarios import SCENARIOS
+
+    cells = iter_cells(plan.cells)
+    tasks = make_tasks(
+        cells,
+        scenarios=[plan.main_scenario],
+        seeds=plan.seeds,
+        steps=plan.steps,
+        base_seed=plan.base_seed,
+    )
+    collapse = {k: v for k, v in ABLATION_CELLS.items() if k in ("full", "no-ipw-no-floor")}
+    for t in make_tasks(
+        collapse,
+        scenarios=[plan.collapse_scenario],
+        seeds=plan.seeds,
+        steps=plan.steps,
+        base_seed=plan.base_seed,
+    ):
+        tasks.append(replace(t, scenario_index=1))
+    fid = plan.fidelity_scenarios or tuple(s for s in SCENARIOS if s != "incident-remediation")
+    for i, sc in enumerate(fid):
+        for t in make_tasks(
+            {"full": ABLATION_CELLS["full"]},
+            scenarios=[sc],
+            seeds=plan.fidelity_seeds,
+            steps=plan.steps,
+            base_seed=plan.base_seed,
+        ):
+            tasks.append(replace(t, scenario_index=10 + i, cell="fidelity"))
+    return tasks
+
+
+def run_study(
+    plan: StudyPlan,
+    *,
+    workers: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the grid and the two experiments; return records, summaries and experiment data
+    (everything :func:`write_study` needs)."""
+    tasks = plan_tasks(plan)
+    records = run_grid(
+        tasks,
+        workers=workers,
+        progress=(lambda d, t: progress("grid", d, t)) if progress else None,
+    )
+    if progress:
+        progress("convergence", 0, 1)
+    conv = convergence_experiment(seeds=plan.convergence_seeds, base_seed=plan.base_seed)
+    if progress:
+        progress("monitors", 0, 1)
+    mon = monitor_experiment(seeds=plan.monitor_seeds, steps=plan.steps, base_seed=plan.base_seed)
+    from npo.simulation.metrics import summarise
+
+    main = [r for r in records if r["scenario"] == plan.main_scenario and r["cell"] != "fidelity"]
+    coll = [
+        r for r in records if r["scenario"] == plan.collapse_scenario and r["cell"] != "fidelity"
+    ]
+    fid = [r for r in records if r["cell"] == "fidelity"]
+    return {
+        "plan": asdict(plan),
+        "records": records,
+        "main": summarise(main, GRID_METRICS),
+        "collapse": summarise(coll, GRID_METRICS),
+        "fidelity": summarise(
+            fid,
+            ("meta_error_rate", "fidelity_bound", "final_true_loss", "estimation_error"),
+            by=("scenario",),
+        ),
+        "convergence": conv,
+        "monitors": mon,
+    }
+
+
+def _fmt(v: Any, nd: int = 4) -> str:
+    if isinstance(v, float | np.floating):
+        return "nan" if not np.isfinite(v) else f"{float(v):.{nd}f}"
+    return str(v)
+
+
+def _ci(row: Mapping[str, Any], m: str, nd: int = 4) -> str:
+    mean, lo, hi = row[m], row[f"{m}_lo"], row[f"{m}_hi"]
+    if not np.isfinite(mean):
+        return "–"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return _fmt(mean, nd)
+    return f"{mean:.{nd}f} [{lo:.{nd}f}, {hi:.{nd}f}]"
+
+
+def summary_markdown(
+    rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], key: str, nd: int = 3
+) -> str:
+    head = f"| {key} | runs | " + " | ".join(metrics) + " |"
+    sep = "|" + "---|" * (len(metrics) + 2)
+    lines = [head, sep]
+    for r in rows:
+        lines.append(
+            f"| {r[key]} | {r['runs']} | " + " | ".join(_ci(r, m, nd) for m in metrics) + " |"
+        )
+    return "\n".join(lines)
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Any) -> None:
+    import csv
+
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_fmt(r.get(c, ""), 6) for c in cols])
+
+
+def _plots(study: Mapping[str, Any], fig_dir: Any, examples: Mapping[str, LoopRun]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    conv = study["convergence"]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    n = np.asarray(conv["n"], float)
+    ex = np.asarray(conv["excess_mean"], float)
+    ax[0].loglog(n, ex, "o-", label=f"excess loss (fitted slope {conv['slope']:.2f})")
+    ref = ex[0] * np.sqrt(n[0] / n)
+    ax[0].loglog(n, ref, "--", color="grey", label="O(1/sqrt(n)) reference")
+    ax[0].set_xlabel("labelled feedback n")
+    ax[0].set_ylabel("L(policy_n) - L*")
+    ax[0].set_title("Claim 1: learner convergence (stationary)")
+    ax[0].legend()
+    mn = np.asarray(conv["monitor_labelled"], float)
+    ax[1].semilogx(mn, conv["monitor_error"], "o-", label="measured P(trigger != ideal)")
+    ax[1].semilogx(mn, conv["monitor_bound"], "s--", label="threshold-fidelity bound")
+    ax[1].semilogx(
+        mn,
+        np.sqrt(np.log(mn) / mn) / np.sqrt(np.log(mn[0]) / mn[0]),
+        ":",
+        color="grey",
+        label="sqrt(log n / n) (scaled)",
+    )
+    ax[1].set_xlabel("labelled feedback n")
+    ax[1].set_title("Claim 1: monitor meta-alignment error")
+    ax[1].legend()
+    fig.tight_layout()
+    p = f"{fig_dir}/convergence.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    out.append(p)
+
+    fig, axes = plt.subplots(len(examples), 1, figsize=(11, 3.2 * len(examples)), sharex=False)
+    for ax1, (title, run) in zip(np.atleast_1d(axes), examples.items(), strict=True):
+        s = run.series
+        t = s["step"]
+        ax1.fill_between(t, s["lower"], s["upper"], alpha=0.25, label="monitor band")
+        ax1.plot(t, s["estimate"], lw=1, label="estimated loss")
+        ax1.plot(t, s["policy_loss"], lw=1.5, color="black", label="true loss (policy)")
+        ax1.plot(t, s["bayes_loss"], lw=1, ls=":", color="grey", label="Bayes loss")
+        if np.isfinite(s["blind_spot_loss"]).any():
+            ax1.plot(t, s["blind_spot_loss"], lw=1, color="purple", label="blind-spot loss")
+        ax1.axhline(run.settings.tolerance, color="red", ls="--", lw=1, label="lambda")
+        trig = s["state"] >= 1
+        ax1.fill_between(
+            t,
+            0,
+            1,
+            where=trig,
+            transform=ax1.get_xaxis_transform(),
+            color="orange",
+            alpha=0.15,
+            label="RETRAIN/OVERRIDE",
+        )
+        for step, kind, _ in run.events:
+            if kind == "promote":
+                ax1.axvline(step, color="green", lw=1)
+        ax1.set_ylim(0, max(0.6, float(np.nanmax(s["policy_loss"])) * 1.05))
+        ax1.set_title(title)
+        ax1.set_ylabel("alignment loss")
+        ax1.legend(fontsize=7, ncol=4, loc="upper left")
+    np.atleast_1d(axes)[-1].set_xlabel("step (green lines: promotions)")
+    fig.tight_layout()
+    p = f"{fig_dir}/runs.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    out.append(p)
+
+    main = study["main"]
+    names = [r["cell"] for r in main]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 4))
+    for a, m, title in zip(
+        ax,
+        ("final_true_loss", "estimation_error", "mean_excess_loss"),
+        ("final true loss", "estimation error |L_hat - L|", "mean excess loss"),
+        strict=True,
+    ):
+        mean = np.array([r[m] for r in main], float)
+        lo = np.array([r[f"{m}_lo"] for r in main], float)
+        hi = np.array([r[f"{m}_hi"] for r in main], float)
+        a.barh(names, mean, xerr=np.vstack([mean - lo, hi - mean]), color="steelblue")
+        a.set_title(title)
+        a.invert_yaxis()
+    fig.suptitle(
+        f"Ablation on {study['plan']['main_scenario']} "
+        f"({study['plan']['seeds']} seeds, 95% t-intervals)"
+    )
+    fig.tight_layout()
+    p = f"{fig_dir}/ablation.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    out.append(p)
+
+    fid = study["fidelity"]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    x = np.arange(len(fid))
+    ax.bar(x - 0.2, [r["meta_error_rate"] for r in fid], 0.4, label="measured meta-alignment error")
+    ax.bar(x + 0.2, [r["fidelity_bound"] for r in fid], 0.4, label="threshold-fidelity bound")
+    ax.set_xticks(x, [r["scenario"] for r in fid], rotation=30, ha="right")
+    ax.set_title("Claim 3: meta-alignment error vs bound, per scenario")
+    ax.legend()
+    fig.tight_layout()
+    p = f"{fig_dir}/fidelity.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    out.append(p)
+    return out
+
+
+def study_checks(study: Mapping[str, Any]) -> dict[str, bool]:
+    """The direction of every claim, as booleans (the smoke test asserts them)."""
+    main = {r["cell"]: r for r in study["main"]}
+    coll = {r["cell"]: r for r in study["collapse"]}
+    lam = LoopSettings().tolerance
+    conv = study["convergence"]
+    mon = study["monitors"]
+    full = main["full"]
+    checks = {
+        "1 slope <= -0.4": conv["slope"] <= -0.4,
+        "1 monitor error falls": conv["monitor_error"][-1] < conv["monitor_error"][0],
+        "2 recovers below lambda": full["recovered"] >= 0.5 and full["final_true_loss"] < lam,
+        "2 promotions happen": full["promotions"] >= 1,
+        "2 no-retraining does not recover": main["no-retraining"]["final_true_loss"] > lam
+        if "no-retraining" in main
+        else True,
+        "3 error <= bound": all(
+            r["meta_error_rate"] <= r["fidelity_bound"] + 1e-9 for r in study["fidelity"]
+        ),
+        "4 blind spot worse without IPW+floor": coll["no-ipw-no-floor"]["blind_spot_loss"]
+        > coll["full"]["blind_spot_loss"],
+        "4 estimate looks fine without IPW": coll["no-ipw-no-floor"]["final_estimate"]
+        < coll["no-ipw-no-floor"]["final_true_loss"],
+        "5 fixed-window FA > delta": mon["false_alarm_any"]["fixed-window"] > mon["delta"],
+        "5 CS FA <= delta": mon["false_alarm_any"]["cs"] <= mon["delta"],
+        "6 likes-only costs estimation error": ("likes-only" not in main)
+        or main["likes-only"]["estimation_error"] > full["estimation_error"],
+        "6 overrides-only costs estimation error": ("overrides-only" not in main)
+        or main["overrides-only"]["estimation_error"] > full["estimation_error"],
+    }
+    return {k: bool(v) for k, v in checks.items()}
+
+
+def write_study(
+    study: Mapping[str, Any], out_dir: Any, *, title: str = "NPO results"
+) -> dict[str, Any]:
+    """Write ``results.md``, ``tables/*.csv|md`` and ``figures/*.png`` under ``out_dir``.
+    Tables hold only numbers derived from sorted records, so equal seeds give byte-identical
+    tables."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    plan = study["plan"]
+    write_csv(study["records"], out / "tables" / "runs.csv")
+    write_csv(study["main"], out / "tables" / "ablation.csv")
+    write_csv(study["collapse"], out / "tables" / "collapse.csv")
+    write_csv(study["fidelity"], out / "tables" / "fidelity.csv")
+    key_metrics = (
+        "final_true_loss",
+        "mean_excess_loss",
+        "time_to_recovery",
+        "recovered",
+        "detection_delay",
+        "false_alarm_any",
+        "meta_error_rate",
+        "fidelity_bound",
+        "estimation_error",
+        "promotions",
+    )
+    abl_md = summary_markdown(study["main"], key_metrics, "cell")
+    (out / "tables" / "ablation.md").write_text(abl_md + "\n", encoding="utf-8")
+    coll_md = summary_markdown(
+        study["collapse"],
+        ("blind_spot_loss", "final_true_loss", "final_estimate", "estimation_error", "promotions"),
+        "cell",
+    )
+    fid_md = summary_markdown(
+        study["fidelity"],
+        ("meta_error_rate", "fidelity_bound", "final_true_loss", "estimation_error"),
+        "scenario",
+    )
+    (out / "tables" / "fidelity.md").write_text(fid_md + "\n", encoding="utf-8")
+    seed = plan["base_seed"]
+    examples = {
+        f"{plan['main_scenario']}: full NPO": simulate_loop(
+            plan["main_scenario"], seed=task_seed(seed, 0, 0), steps=plan["steps"]
+        ),
+        f"{plan['collapse_scenario']}: full NPO": simulate_loop(
+            plan["collapse_scenario"], seed=task_seed(seed, 1, 0), steps=plan["steps"]
+        ),
+        f"{plan['collapse_scenario']}: no IPW, no exploration floor": simulate_loop(
+            plan["collapse_scenario"],
+            seed=task_seed(seed, 1, 0),
+            steps=plan["steps"],
+            switches=ABLATION_CELLS["no-ipw-no-floor"],
+        ),
+    }
+    figs = _plots(study, out / "figures", examples)
+    checks = study_checks(study)
+    main = {r["cell"]: r for r in study["main"]}
+    conv, mon = study["convergence"], study["monitors"]
+    st = LoopSettings()
+    full = main["full"]
+    delays = {k: t_summary(v) for k, v in mon["delays"].items()}
+
+    def mark(k: str) -> str:
+        return "**holds**" if checks[k] else "**does not hold**"
+
+    feedback_rows = [
+        main[c] for c in ("full", "abstain-as-like", "likes-only", "overrides-only") if c in main
+    ]
+    fb_md = summary_markdown(
+        feedback_rows,
+        ("estimation_error", "final_estimate", "final_true_loss", "mean_excess_loss", "promotions"),
+        "cell",
+    )
+    ex_run = examples[f"{plan['main_scenario']}: full NPO"]
+    ev = "; ".join(f"step {s}: {k}" for s, k, _ in ex_run.events if k != "retune")
+    md = (
+        f"""# {title}
+
+Every number and figure on this page is regenerated by one command,
+`scripts/results.sh` (which runs `npo ablate --out docs --seeds {plan["seeds"]} --steps
+{plan["steps"]} --base-seed {plan["base_seed"]}`). Same seed, same numbers: the tables are
+byte-identical across runs and worker counts (records are sorted before aggregation; each run
+is seeded from `SeedSequence([base_seed, scenario, rep])`).
+
+**Set-up.** The loop (`npo.simulation.ablation.simulate_loop`) runs the statistical core
+end to end in memory: a pilot policy (online IPW softmax regression on
+{st.pilot} labelled scenarios), the decision rule with a tuned global threshold (deferral
+budget {st.deferral_budget}), review sampling with exploration floor `p_min` = the
+scenario's review rate (0.1), simulated reviewers (noise, abstention, delays, budget), the
+confidence-sequence monitor on per-decision Horvitz-Thompson terms (lambda = {st.tolerance},
+lambda_crit = {st.critical}, delta = {st.delta}, recent window {st.window} decisions),
+RETRAIN -> candidate trained on recent feedback -> `PolicyValidator` on later feedback ->
+promote / reject, OVERRIDE -> every scenario to people until a validated promotion,
+plus a scheduled candidate every {st.retrain_every} steps (also validation-gated).
+Each scenario runs {plan["steps"]} steps of 100 scenarios. Intervals across seeds are
+`mean ± t(0.975, n-1) · sd / sqrt(n)` (Student t over independent seeds; `–` = no finite
+value). Raw per-run records: `tables/runs.csv`.
+
+## Claim checks
+
+| claim | check | result |
+|---|---|---|
+"""
+        + "\n".join(
+            f"| {k.split(' ', 1)[0]} | {k.split(' ', 1)[1]} | {'holds' if v else 'DOES NOT HOLD'} |"
+            for k, v in checks.items()
+        )
+        + f"""
+
+## 1. Convergence (stationary)
+
+The default learner trained on `n` labelled reviews of the stationary scenario
+({conv["seeds"]} seeds): the excess alignment loss `L(pi_n) - L*` of its argmax rule falls
+with fitted log-log slope **{conv["slope"]:.3f}** (claim: <= -0.4; {mark("1 slope <= -0.4")}).
+The monitor's measured meta-alignment error `P(T_n != T*_n)` (CS monitor, true loss
+{conv["monitor_setting"]["true_loss"]:.2f} vs lambda {conv["monitor_setting"]["lambda"]:.2f},
+p_min {conv["monitor_setting"]["p_min"]}) falls from {conv["monitor_error"][0]:.2f} to
+{conv["monitor_error"][-1]:.2f} as labelled feedback grows, under its threshold-fidelity
+bound `delta + P(|L - lambda| <= w_n)` ({mark("1 monitor error falls")}).
+
+![convergence](figures/convergence.png)
+
+## 2. Recovery after an abrupt change
+
+On `{plan["main_scenario"]}` ({plan["seeds"]} seeds), full NPO: recovered in
+{full["recovered"] * 100:.0f}% of runs, time to recovery {_ci(full, "time_to_recovery", 1)} steps
+after the loss crossed lambda, detection delay {_ci(full, "detection_delay", 1)} steps, final
+true loss {_ci(full, "final_true_loss")} (< lambda = {st.tolerance};
+{mark("2 recovers below lambda")}),
+promotions per run {_ci(full, "promotions", 2)}. Without retraining the final loss stays at
+{_ci(main["no-retraining"], "final_true_loss") if "no-retraining" in main else "–"}.
+Example run (seed {task_seed(seed, 0, 0)}): {ev}.
+
+![runs](figures/runs.png)
+
+## 3. Threshold fidelity per scenario
+
+Measured meta-alignment error (fraction of steps where the trigger state differs from
+`1[L_t > lambda]`) vs the bound `delta + mean 1[|L_t - lambda| <= u_t - l_t]`, full NPO,
+{plan["fidelity_seeds"]} seeds per scenario ({mark("3 error <= bound")}):
+
+{fid_md}
+
+![fidelity](figures/fidelity.png)
+
+## 4. Alignment collapse (blind spot)
+
+`{plan["collapse_scenario"]}`: from 30% of the run people in the region x0 > 0.8 prefer a2.
+Without IPW and the exploration floor nobody reviews the confident automated decisions,
+the estimate is an unweighted mean of reviewed (deferred) costs and stays near c_defer while the
+true loss rises ({mark("4 estimate looks fine without IPW")}); the blind-spot region's loss
+stays high ({mark("4 blind spot worse without IPW+floor")}):
+
+{coll_md}
+
+## 5. Monitoring
+
+False alarms ({mon["seeds"]} stationary runs, fixed policy, lambda set {mon["gap"]} above each
+run's true loss, delta = {mon["delta"]}): any-false-alarm fraction of the naive fixed-window
+monitor **{mon["false_alarm_any"]["fixed-window"]:.2f}** ({mark("5 fixed-window FA > delta")}) vs
+the confidence-sequence monitor **{mon["false_alarm_any"]["cs"]:.2f}**
+({mark("5 CS FA <= delta")}).
+
+Detection delay after the abrupt change (steps; fixed policy, same HT streams), with River
+ADWIN (`delta` = {mon["calibrated"]["adwin_delta"]:.3g}) and Page-Hinkley (threshold =
+{mon["calibrated"]["pagehinkley_threshold"]:.3g}) calibrated on the stationary streams to the
+CS monitor's false-alarm level (measured: CS {mon["matched_false_alarm"]["cs"]:.2f}, ADWIN
+{mon["matched_false_alarm"]["adwin"]:.2f}, Page-Hinkley
+{mon["matched_false_alarm"]["pagehinkley"]:.2f}):
+
+| monitor | mean delay [95% t] | runs |
+|---|---|---|
+"""
+        + "\n".join(f"| {k} | {v} |" for k, v in delays.items())
+        + f"""
+
+The CS monitor is a level monitor with a time-uniform guarantee, not a change detector; the
+calibrated peers' delays are given at the *empirically matched* level on these streams only
+(no guarantee elsewhere).
+
+## 6. Feedback kinds
+
+Same worlds and reviewers (`{plan["main_scenario"]}`), different feedback channels
+({mark("6 likes-only costs estimation error")}; {mark("6 overrides-only costs estimation error")}):
+
+{fb_md}
+
+## The full ablation table
+
+{abl_md}
+
+![ablation](figures/ablation.png)
+"""
+    )
+    (out / "results.md").write_text(md, encoding="utf-8")
+    return {"files": [str(out / "results.md"), *map(str, figs)], "checks": checks}
+
+
+def t_summary(values: Sequence[float]) -> str:
+    from npo.simulation.metrics import t_interval
+
+    s = t_interval(values)
+    if s.n == 0:
+        return "– | 0"
+    if s.n == 1 or not np.isfinite(s.lower):
+        return f"{s.mean:.1f} | {s.n}"
+    return f"{s.mean:.1f} [{s.lower:.1f}, {s.upper:.1f}] | {s.n}"
