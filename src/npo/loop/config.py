@@ -19,6 +19,10 @@ Example ``npo.toml``::
     min_feedback = 500     # labelled reviews needed to train a candidate
     min_steps_between = 1000
     max_per_day = 4
+
+    [monitor]              # optional
+    window = 4000          # decisions in the monitor's "recent" horizon
+    abstention_tolerance = 0.25
 """
 
 from __future__ import annotations
@@ -51,6 +55,21 @@ class RetrainConfig(BaseModel):
     margin: float = Field(default=0.0, ge=0.0, description="required improvement to promote")
 
 
+class MonitorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    window: int | None = Field(
+        default=4000, ge=10, description="decisions in the recent horizon (None: since reset)"
+    )
+    abstention_tolerance: float = Field(default=0.25, gt=0.0, lt=1.0)
+    response_floor: float = Field(
+        default=0.8,
+        gt=0.0,
+        le=1.0,
+        description="lower clip of the estimated response (non-abstention) rate",
+    )
+
+
 class LoopConfig(BaseModel):
     """Everything the loop needs to know; validated on construction."""
 
@@ -64,6 +83,7 @@ class LoopConfig(BaseModel):
     deferral_budget: float = Field(default=0.3, ge=0.0, le=1.0)
     costs: CostConfig = Field(default_factory=CostConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
     def _check(self) -> LoopConfig:

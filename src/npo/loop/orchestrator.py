@@ -1,0 +1,886 @@
+"""The operational loop (SPEC §3): score → decide → sample for review → ingest feedback →
+estimate → monitor → retrain / validate / promote → retune; OVERRIDE hands control back.
+
+:class:`AlignmentLoop` takes arrays in and gives records and events out, so a service and
+the simulation driver use the same object. Every step is written to the store, and every
+change to the audit log with the evidence behind it.
+
+**What the monitor sees (Horvitz–Thompson with non-response).** Each decision ``i`` is sent
+for review with probability ``p_i`` (deferred: 1). A decision not sampled for review is
+fed as ``Z_i = 0`` when it is decided. A sampled one is fed when its (first) feedback
+arrives, however late: ``Z_i = C(d_i, y_i) / (p_i r̂)`` for a label ``y_i`` (like or
+override) and ``Z_i = 0`` for an abstention. ``r̂`` is the running share of reviews that
+gave a label (clipped below at ``monitor.response_floor``): abstention is treated as
+*random non-response* with its own estimated response propensity, so the labelled reviews
+stand in for the abstained ones — never as agreement. Then ``E[Z_i] = L`` when abstaining
+is independent of the cost given the decision; when people abstain more on hard cases
+(where the policy errs more) the estimate is biased *downwards* by at most the abstention
+rate times ``C_max`` (the abstention sensitivity interval of ``npo report`` bounds it).
+Abstentions also feed the abstention-rate monitor. ``d_i`` is always the *policy's* own
+decision: in OVERRIDE mode the served decision is DEFER (or the fallback's), and the
+policy's shadow decision is measured, so the monitor keeps measuring the policy.
+Observations lie in ``[0, C_max / (p_min · response_floor)]`` (the monitor's scale).
+
+Without IPW (ablation ``ipw=False``) automated decisions are never reviewed, every
+decision records propensity 1, and the monitor sees the plain costs of labelled reviews.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from npo.domain import DEFER_CODE, KIND_ABSTAIN, KIND_LIKE, KIND_OVERRIDE, Feedback, ThresholdSet
+from npo.errors import ItemError, ValidationFailed
+from npo.loop.config import LoopConfig
+from npo.loop.options import LoopOptions
+from npo.monitor import AbstentionMonitor, Monitor, TriggerState
+from npo.policy import OnlineSoftmaxRegression, Policy, ReviewSampler, SoftmaxLinearPolicy
+from npo.policy import decide as decide_codes
+from npo.policy.decide import ThresholdTable
+from npo.tuning import ThresholdTuner
+from npo.validation import PolicyValidator
+
+if TYPE_CHECKING:
+    from npo.store.base import LabelledFeedback, Store
+
+__all__ = ["AlignmentLoop", "DecisionBatch", "LoopEvent", "make_monitor"]
+
+_US_PER_DAY = 86_400 * 1_000_000
+_KIND_NAMES = ("like", "override", "abstain")
+
+LearnerFactory = Callable[[Policy | None, int, int], Any]
+"""``factory(incumbent, n_actions, n_features) -> learner`` with ``partial_fit(X, y, w)``,
+``calibrate()`` and ``to_policy(version, parent=, note=)``."""
+
+
+def _bad(field_: str, reason: str) -> ValidationFailed:
+    return ValidationFailed([ItemError(0, field_, reason)], what="loop input")
+
+
+def default_learner(incumbent: Policy | None, n_actions: int, n_features: int) -> Any:
+    """Warm start from a softmax-linear incumbent, else a fresh online IPW learner."""
+    if isinstance(incumbent, SoftmaxLinearPolicy) and incumbent.n_features == n_features:
+        return OnlineSoftmaxRegression.from_policy(incumbent, batch_size=16, eta0=0.5)
+    return OnlineSoftmaxRegression(n_actions, n_features, batch_size=16, eta0=0.5)
+
+
+def make_monitor(config: LoopConfig, options: LoopOptions) -> Monitor:
+    """The loss monitor chosen by ``options.monitor``, with the config's levels.
+
+    Scale (bound on one observation): ``C_max / (p_min · response_floor)`` with IPW,
+    ``C_max`` without.
+    """
+    from npo.monitor import (
+        ADWINMonitor,
+        ConfidenceSequenceMonitor,
+        EDetectorMonitor,
+        FixedWindowMonitor,
+        NullMonitor,
+        PageHinkleyMonitor,
+    )
+
+    c_max = config.cost_matrix.c_max
+    scale = c_max / (config.p_min * config.monitor.response_floor) if options.ipw else c_max
+    lam, crit, delta = config.lambda_, config.lambda_crit, config.delta
+    if crit >= scale:
+        raise _bad("lambda_crit", f"must be below the observation bound {scale:g}")
+    window = config.monitor.window
+    kind = options.monitor
+    if kind == "cs":
+        return ConfidenceSequenceMonitor(lam, crit, scale=scale, delta=delta, window=window)
+    if kind == "edetector":
+        return EDetectorMonitor(lam, crit, scale=scale, alpha=delta)
+    if kind == "fixed_window":
+        return FixedWindowMonitor(lam, crit, scale=scale, window=window or 1000, delta=delta)
+    if kind == "adwin":
+        return ADWINMonitor(scale=scale)
+    if kind == "page_hinkley":
+        return PageHinkleyMonitor(scale=scale)
+    return NullMonitor(scale=scale)
+
+
+@dataclass(frozen=True)
+class LoopEvent:
+    """Something the loop did and why (the same content goes to the audit log)."""
+
+    kind: str
+    step: int
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "step": self.step, **self.payload}
+
+
+@dataclass(frozen=True)
+class DecisionBatch:
+    """The decisions of one :meth:`AlignmentLoop.decide` call, as columns.
+
+    ``decision`` is what was served (action code or -1 = DEFER); ``shadow`` what the policy
+    with its thresholds would do (equal to ``decision`` outside OVERRIDE mode); ``review``
+    which decisions were sampled for review, with probability ``propensity``.
+    """
+
+    step: int
+    decision_id: list[str]
+    scenario_id: list[str]
+    decision: np.ndarray
+    shadow: np.ndarray
+    propensity: np.ndarray
+    review: np.ndarray
+    scores: np.ndarray
+    policy_version: str
+    threshold_version: str
+    override: bool
+    events: tuple[LoopEvent, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.decision_id)
+
+
+class AlignmentLoop:
+    """The NPO loop over one store (see the module docstring).
+
+    Parameters: ``config`` (levels, costs, budget, retrain limits); ``store``; ``policy`` and
+    ``thresholds`` (added and activated if new; default: the store's active ones);
+    ``monitor`` (default from ``options.monitor``: a confidence-sequence monitor with
+    ``lambda``, ``lambda_crit``, ``delta`` and the config's recent window); ``fallback`` — a
+    policy serving in OVERRIDE mode instead of deferring everything; ``learner_factory``;
+    ``options`` (:class:`LoopOptions`); ``seed`` of review sampling; ``flush_every`` — write
+    to the store every this many :meth:`decide` calls (1 for a service; larger batches
+    for simulation; reads always flush first); ``tuner`` / ``validator`` overrides.
+    """
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        store: Store,
+        *,
+        policy: Policy | None = None,
+        thresholds: ThresholdSet | None = None,
+        monitor: Monitor | None = None,
+        fallback: Policy | None = None,
+        learner_factory: LearnerFactory | None = None,
+        options: LoopOptions | None = None,
+        seed: int = 0,
+        flush_every: int = 1,
+        tuner: ThresholdTuner | None = None,
+        validator: PolicyValidator | None = None,
+        trusted: tuple[str, ...] = (),
+    ) -> None:
+        from npo.policy.base import load_policy
+
+        if tuple(config.actions) != tuple(store.actions.actions):
+            raise _bad(
+                "config.actions",
+                f"{config.actions} differ from the store's actions {list(store.actions.actions)}",
+            )
+        if flush_every < 1:
+            raise _bad("flush_every", f"must be ≥ 1, got {flush_every}")
+        self.config = config
+        self.store = store
+        self.options = options or LoopOptions()
+        self.actions = store.actions
+        self.cost = config.cost_matrix
+        self._c = self.cost.array
+        self.k = self.actions.k
+        self.flush_every = int(flush_every)
+        self.trusted = trusted
+        # policy and thresholds
+        if policy is None:
+            v = store.active_policy()
+            if v is None:
+                raise _bad("policy", "no policy given and the store has no active policy")
+            policy = load_policy(store.get_policy(v), trusted=trusted)
+        else:
+            self._ensure_policy(policy)
+        self.policy: Policy = policy
+        if thresholds is None:
+            from npo.policy.registry import current_thresholds
+
+            thresholds = current_thresholds(store)
+        else:
+            self._ensure_thresholds(thresholds)
+        self._set_table(thresholds)
+        self.fallback = fallback
+        self.learner_factory = learner_factory or default_learner
+        self.monitor: Monitor = monitor or make_monitor(config, self.options)
+        self.abstention_monitor = AbstentionMonitor(
+            config.monitor.abstention_tolerance,
+            min(0.999, 2 * config.monitor.abstention_tolerance),
+            delta=config.delta,
+            window=config.monitor.window,
+        )
+        self.tuner = tuner or ThresholdTuner(
+            per="global", deferral_budget=config.deferral_budget, delta=config.delta
+        )
+        self.validator = validator or PolicyValidator(
+            margin=config.retrain.margin, delta=config.delta
+        )
+        self.sampler = ReviewSampler(p_min=config.p_min, seed=seed) if self.options.ipw else None
+        self._rng = np.random.default_rng(seed)
+        # state
+        self.step = 0
+        self.override = False
+        self._fixed_in_override = False
+        self._state = TriggerState.OK
+        self._abst_state = TriggerState.OK
+        self._retrain_since_us: int | None = None
+        self._last_attempt_step: int | None = None
+        self._attempt_times: list[int] = []
+        self._now_us = 0
+        self._n_label = 0
+        self._n_abstain = 0
+        self._n_label_at_trigger = 0
+        # decision id -> (served, shadow, propensity, top action, generation)
+        self._decisions: dict[str, tuple[int, int, float, int, int]] = {}
+        self._gen = 0  # bumped when a new policy / thresholds start serving
+        self._measured: set[str] = set()
+        self._pending: dict[str, list[Any]] = {"scen": [], "dec": [], "fb": []}
+        self._pending_steps = 0
+        self._batch_start = 0
+        self.counts = {
+            "decisions": 0,
+            "deferred": 0,
+            "review_requests": 0,
+            "feedback": 0,
+            "labelled": 0,
+            "abstained": 0,
+            "dropped_feedback": 0,
+            "unknown_feedback": 0,
+            "candidates": 0,
+            "promotions": 0,
+            "rejections": 0,
+            "retunes": 0,
+            "overrides": 0,
+        }
+        self.events: list[LoopEvent] = []
+
+    # ------------------------------------------------------------------ versions
+    def _ensure_policy(self, policy: Policy) -> None:
+        from npo.errors import NotFound
+
+        try:
+            self.store.get_policy(policy.version)
+        except NotFound:
+            self.store.add_policy(policy.to_record())
+        if self.store.active_policy() != policy.version:
+            self.store.set_active_policy(
+                policy.version, reason="initial policy of the loop", evidence={}
+            )
+
+    def _ensure_thresholds(self, ts: ThresholdSet) -> None:
+        from npo.errors import NotFound
+
+        try:
+            self.store.get_thresholds(ts.version)
+        except NotFound:
+            self.store.add_thresholds(ts)
+        if self.store.active_thresholds() != ts.version:
+            self.store.set_active_thresholds(
+                ts.version, reason="initial thresholds of the loop", evidence={}
+            )
+
+    def _set_table(self, ts: ThresholdSet) -> None:
+        self.thresholds = ts
+        self.table = ThresholdTable.from_set(ts, self.actions)
+        self._seg_codes: dict[str, int] = {}
+
+    @property
+    def state(self) -> TriggerState:
+        return self._state
+
+    @property
+    def response_rate(self) -> float:
+        """Estimated share of reviews that give a label (used to weight labelled reviews)."""
+        r = (self._n_label + 1.0) / (self._n_label + self._n_abstain + 1.0)
+        return max(self.config.monitor.response_floor, min(1.0, r))
+
+    def rule(self, X: np.ndarray, segments: Sequence[str] | None = None) -> np.ndarray:
+        """The policy's decision codes with the active thresholds (no side effects)."""
+        scores = self.policy.predict_proba(np.asarray(X, dtype=np.float64))
+        return decide_codes(scores, self.table, self._segment_rows(segments, scores.shape[0]))
+
+    def _segment_rows(self, segments: Sequence[str] | None, n: int) -> np.ndarray | None:
+        if not self.table.segments:
+            return None
+        if segments is None:
+            return np.full(n, len(self.table.segments), dtype=np.intp)
+        return self.table.segment_codes(list(segments))
+
+    # ------------------------------------------------------------------ decide
+    def decide(
+        self,
+        X: np.ndarray,
+        *,
+        scenario_ids: Sequence[str],
+        segments: Sequence[str] | None = None,
+        timestamps: np.ndarray | None = None,
+        decision_ids: Sequence[str] | None = None,
+        review_capacity: int | None = None,
+    ) -> DecisionBatch:
+        """Score, decide and sample for review one batch of scenarios; store them.
+
+        ``timestamps``: int64 microseconds since the epoch (default: now). ``review_capacity``:
+        reviews people can do for this batch; deferred decisions come first, and audit
+        requests beyond the rest are thinned uniformly, the recorded propensities saying so
+        (``p · min(1, cap / m)``, ``m`` the requests).
+        """
+        x = np.asarray(X, dtype=np.float64)
+        if x.ndim != 2:
+            raise _bad("X", f"must be a 2-D array (n, d), got shape {x.shape}")
+        n = x.shape[0]
+        sids = [str(s) for s in scenario_ids]
+        if len(sids) != n:
+            raise _bad("scenario_ids", f"needs one id per row ({n}), got {len(sids)}")
+        dids = [f"d-{s}" for s in sids] if decision_ids is None else [str(d) for d in decision_ids]
+        if len(dids) != n:
+            raise _bad("decision_ids", f"needs one id per row ({n}), got {len(dids)}")
+        segs = ["default"] * n if segments is None else [str(g) for g in segments]
+        if len(segs) != n:
+            raise _bad("segments", f"needs one segment per row ({n}), got {len(segs)}")
+        if timestamps is None:
+            ts = np.full(n, int(datetime.now(UTC).timestamp() * 1e6), dtype=np.int64)
+        else:
+            ts = np.broadcast_to(np.asarray(timestamps, dtype=np.int64), (n,)).copy()
+        if n:
+            self._now_us = max(self._now_us, int(ts.max()))
+        scores = self.policy.predict_proba(x)
+        rows = self._segment_rows(segs, n)
+        shadow = decide_codes(scores, self.table, rows)
+        if self.override:
+            if self.fallback is not None:
+                served = decide_codes(self.fallback.predict_proba(x), self.table, rows)
+            else:
+                served = np.full(n, DEFER_CODE, dtype=np.int16)
+        else:
+            served = shadow
+        deferred = served == DEFER_CODE
+        if self.sampler is None:  # no IPW, no floor: only deferred decisions are reviewed
+            review = deferred.copy()
+            prop = np.ones(n)
+        else:
+            review, prop = self.sampler.sample(scores, served)
+            if review_capacity is not None:
+                auto = review & ~deferred
+                m = int(auto.sum())
+                cap = max(0, int(review_capacity) - int(deferred.sum()))
+                if m > cap:
+                    keep = self._rng.permutation(np.flatnonzero(auto))[:cap]
+                    review = deferred.copy()
+                    review[keep] = True
+                    ratio = cap / m
+                    prop = np.where(deferred, 1.0, np.maximum(prop * ratio, 1e-6))
+        best = np.argmax(scores, axis=1)
+        for i, d in enumerate(dids):
+            self._decisions[d] = (
+                int(served[i]),
+                int(shadow[i]),
+                float(prop[i]),
+                int(best[i]),
+                self._gen,
+            )
+        self._pending["scen"].append((sids, x, segs, ts))
+        self._pending["dec"].append(
+            (dids, sids, scores, served, prop, segs, ts, self.policy.version, self.table.version)
+        )
+        c = self.counts
+        c["decisions"] += n
+        c["deferred"] += int(deferred.sum())
+        c["review_requests"] += int(review.sum())
+        step = self.step
+        self.step += 1
+        self._pending_steps += 1
+        n_events = len(self.events)
+        if self.sampler is not None:
+            n_zero = int((~review).sum())
+            if n_zero:
+                self._observe(np.zeros(n_zero))
+        if self._pending_steps >= self.flush_every:
+            self.flush()
+        self._react()
+        return DecisionBatch(
+            step=step,
+            decision_id=dids,
+            scenario_id=sids,
+            decision=served,
+            shadow=shadow,
+            propensity=prop,
+            review=review,
+            scores=scores,
+            policy_version=self.policy.version,
+            threshold_version=self.table.version,
+            override=self.override,
+            events=tuple(self.events[n_events:]),
+        )
+
+    # ------------------------------------------------------------------ feedback
+    def receive_records(self, feedback: Sequence[Feedback]) -> list[LoopEvent]:
+        """:meth:`receive` for :class:`~npo.domain.Feedback` records."""
+        codes = {"like": KIND_LIKE, "override": KIND_OVERRIDE, "abstain": KIND_ABSTAIN}
+        return self.receive(
+            [f.decision_id for f in feedback],
+            np.array([codes[f.kind.value] for f in feedback], dtype=np.int8),
+            np.array(
+                [self.actions.index(f.action) if f.action else -1 for f in feedback],
+                dtype=np.int64,
+            ),
+            reviewer_ids=[f.reviewer_id for f in feedback],
+            feedback_ids=[f.id for f in feedback],
+            timestamps=np.array([int(f.timestamp.timestamp() * 1e6) for f in feedback]),
+        )
+
+    def receive(
+        self,
+        decision_ids: Sequence[str],
+        kinds: np.ndarray,
+        labels: np.ndarray,
+        *,
+        reviewer_ids: Sequence[str],
+        feedback_ids: Sequence[str] | None = None,
+        timestamps: np.ndarray | None = None,
+    ) -> list[LoopEvent]:
+        """Take a batch of feedback (any delay): store it, feed the monitors, act.
+
+        ``kinds``: 0 like / 1 override / 2 abstain; ``labels``: the overriding action code
+        (read for overrides only). Returns the events this batch caused.
+        """
+        dids = [str(d) for d in decision_ids]
+        n = len(dids)
+        kind = np.asarray(kinds, dtype=np.int64).reshape(-1)
+        lab = np.asarray(labels, dtype=np.int64).reshape(-1)
+        rids = [str(r) for r in reviewer_ids]
+        if kind.shape != (n,) or lab.shape != (n,) or len(rids) != n:
+            raise _bad("kinds/labels/reviewer_ids", f"need one entry per decision id ({n})")
+        if np.any((kind < 0) | (kind > 2)):
+            raise _bad("kinds", "must be 0 (like), 1 (override) or 2 (abstain)")
+        if np.any((kind == KIND_OVERRIDE) & ((lab < 0) | (lab >= self.k))):
+            raise _bad("labels", f"an override must name an action code 0..{self.k - 1}")
+        fids = (
+            [f"f-{d}-{r}" for d, r in zip(dids, rids, strict=True)]
+            if feedback_ids is None
+            else [str(f) for f in feedback_ids]
+        )
+        if timestamps is None:
+            ts = np.full(n, max(self._now_us, 1), dtype=np.int64)
+        else:
+            ts = np.broadcast_to(np.asarray(timestamps, dtype=np.int64), (n,)).copy()
+        n_events = len(self.events)
+        keep = np.ones(n, dtype=bool)
+        mode = self.options.feedback
+        if mode == "likes_only":
+            keep = kind == KIND_LIKE
+        elif mode == "overrides_only":
+            keep = kind == KIND_OVERRIDE
+        self.counts["dropped_feedback"] += int((~keep).sum())
+        obs: list[float] = []
+        abst: list[float] = []
+        rows: list[tuple[str, str, str, str, str | None, int]] = []
+        ipw = self.sampler is not None
+        for i in np.flatnonzero(keep):
+            d = dids[i]
+            info = self._decisions.get(d)
+            k = int(kind[i])
+            y = int(lab[i]) if k == KIND_OVERRIDE else -1
+            if info is None:
+                self.counts["unknown_feedback"] += 1
+                rows.append((fids[i], d, rids[i], _KIND_NAMES[k], self._name(y), int(ts[i])))
+                continue
+            served, shadow, p, best, gen = info
+            if k == KIND_LIKE:
+                y = served
+            if k == KIND_ABSTAIN and mode == "abstain_as_like":
+                if served == DEFER_CODE:  # nothing to like: counted as the policy's top action
+                    k, y = KIND_OVERRIDE, best
+                else:
+                    k, y = KIND_LIKE, served
+            rows.append(
+                (fids[i], d, rids[i], _KIND_NAMES[k], self._name(y) if k == 1 else None, int(ts[i]))
+            )
+            if d in self._measured:
+                continue  # one observation per decision: its first feedback
+            self._measured.add(d)
+            if gen != self._gen:
+                continue  # about a rule that no longer serves: not evidence about this one
+            abst.append(1.0 if k == KIND_ABSTAIN else 0.0)
+            if k == KIND_ABSTAIN:
+                self._n_abstain += 1
+                self.counts["abstained"] += 1
+                if ipw:
+                    obs.append(0.0)
+                continue
+            self._n_label += 1
+            self.counts["labelled"] += 1
+            cost = float(self._c[shadow, y])
+            obs.append(cost / (p * self.response_rate) if ipw else cost)
+        self.counts["feedback"] += len(rows)
+        if rows:
+            self._pending["fb"].append(rows)
+        if abst:
+            self._observe_abstention(np.asarray(abst))
+        if obs:
+            self._observe(np.asarray(obs))
+        self._react()
+        return self.events[n_events:]
+
+    def _name(self, code: int) -> str | None:
+        return None if code < 0 else self.actions.actions[code]
+
+    # ------------------------------------------------------------------ storage
+    def flush(self) -> None:
+        """Write buffered scenarios, decisions and feedback (one transaction per table) and
+        one audit record for the batch of decisions."""
+        import pyarrow as pa
+
+        p = self._pending
+        if p["scen"]:
+            sids = [s for part in p["scen"] for s in part[0]]
+            X = np.concatenate([part[1] for part in p["scen"]])
+            self.store.ingest_scenarios(
+                pa.table(
+                    {
+                        "id": pa.array(sids, pa.string()),
+                        "features": _list_array(X),
+                        "segment": pa.array([g for part in p["scen"] for g in part[2]]),
+                        "timestamp": _times(np.concatenate([part[3] for part in p["scen"]])),
+                    }
+                )
+            )
+        if p["dec"]:
+            dec = p["dec"]
+            served = np.concatenate([b[3] for b in dec])
+            self.store.ingest_decisions(
+                pa.table(
+                    {
+                        "id": pa.array([d for b in dec for d in b[0]], pa.string()),
+                        "scenario_id": pa.array([s for b in dec for s in b[1]], pa.string()),
+                        "policy_version": pa.array([b[7] for b in dec for _ in b[0]], pa.string()),
+                        "threshold_version": pa.array(
+                            [b[8] for b in dec for _ in b[0]], pa.string()
+                        ),
+                        "scores": _list_array(np.concatenate([b[2] for b in dec])),
+                        "action": pa.array([*self.actions.actions, "DEFER"], pa.string()).take(
+                            pa.array(np.where(served < 0, self.k, served).astype(np.int64))
+                        ),
+                        "propensity": pa.array(np.concatenate([b[4] for b in dec])),
+                        "segment": pa.array([g for b in dec for g in b[5]], pa.string()),
+                        "timestamp": _times(np.concatenate([b[6] for b in dec])),
+                    }
+                )
+            )
+            versions: dict[str, int] = {}
+            for b in dec:
+                key = f"{b[7]}/{b[8]}"
+                versions[key] = versions.get(key, 0) + len(b[0])
+            self.store.append_audit(
+                "loop.decisions",
+                {
+                    "steps": [self._batch_start, self.step - 1],
+                    "n": int(served.size),
+                    "deferred": int((served < 0).sum()),
+                    "policy/thresholds": versions,
+                    "override": self.override,
+                },
+            )
+        if p["fb"]:
+            fb = [r for part in p["fb"] for r in part]
+            self.store.ingest_feedback(
+                pa.table(
+                    {
+                        "id": pa.array([r[0] for r in fb], pa.string()),
+                        "decision_id": pa.array([r[1] for r in fb], pa.string()),
+                        "reviewer_id": pa.array([r[2] for r in fb], pa.string()),
+                        "kind": pa.array([r[3] for r in fb], pa.string()),
+                        "action": pa.array([r[4] for r in fb], pa.string()),
+                        "timestamp": _times(np.array([r[5] for r in fb], dtype=np.int64)),
+                    }
+                )
+            )
+        self._pending = {"scen": [], "dec": [], "fb": []}
+        self._pending_steps = 0
+        self._batch_start = self.step
+
+    # ------------------------------------------------------------------ monitoring
+    def _observe(self, obs: np.ndarray) -> None:
+        scale = float(getattr(self.monitor, "scale", np.inf))
+        self.monitor.update(np.minimum(obs, scale))
+
+    def _observe_abstention(self, x: np.ndarray) -> None:
+        self.abstention_monitor.update(x)
+        st = self.abstention_monitor.state
+        if st != self._abst_state:
+            self._emit(
+                "abstention.trigger",
+                {
+                    "from": self._abst_state.name,
+                    "to": st.name,
+                    "evidence": self.abstention_monitor.status.to_dict(),
+                },
+            )
+            self._abst_state = st
+
+    def _emit(self, kind: str, payload: dict[str, Any], *, audit: bool = True) -> LoopEvent:
+        ev = LoopEvent(kind, self.step, payload)
+        self.events.append(ev)
+        if audit:
+            self.store.append_audit(f"loop.{kind}", {"step": self.step, **payload})
+        return ev
+
+    def _react(self) -> None:
+        st = self.monitor.state
+        if st != self._state:
+            self._emit(
+                "trigger",
+                {
+                    "from": self._state.name,
+                    "to": st.name,
+                    "lambda": self.config.lambda_,
+                    "lambda_crit": self.config.lambda_crit,
+                    "policy": self.policy.version,
+                    "thresholds": self.table.version,
+                    "evidence": _status(self.monitor),
+                },
+            )
+            if st >= TriggerState.RETRAIN and self._state < TriggerState.RETRAIN:
+                self._retrain_since_us = self._now_us
+                self._n_label_at_trigger = self._n_label
+            self._state = st
+        if st == TriggerState.OVERRIDE and not self.override and self.options.allow_override:
+            self.override = True
+            self._fixed_in_override = False
+            self.counts["overrides"] += 1
+            self._emit(
+                "override.start",
+                {
+                    "why": "lower confidence bound above lambda_crit",
+                    "serving": "fallback policy" if self.fallback is not None else "people",
+                    "evidence": _status(self.monitor),
+                },
+            )
+        if st >= TriggerState.RETRAIN:
+            self._maybe_retrain()
+        if self.override and self._fixed_in_override and self._cleared():
+            self.override = False
+            self._emit(
+                "override.end",
+                {"policy": self.policy.version, "evidence": _status(self.monitor)},
+            )
+
+    def _cleared(self) -> bool:
+        if self.monitor.state != TriggerState.OK:
+            return False
+        s = self.monitor.status
+        if math.isfinite(s.upper):
+            return s.upper < self.config.lambda_
+        return s.n >= 200
+
+    # ------------------------------------------------------------------ retraining
+    def _maybe_retrain(self) -> None:
+        o, r = self.options, self.config.retrain
+        if not (o.retrain or o.tune_thresholds):
+            return
+        if (
+            self._last_attempt_step is not None
+            and self.step - self._last_attempt_step < r.min_steps_between
+        ):
+            return
+        recent = [t for t in self._attempt_times if self._now_us - t < _US_PER_DAY]
+        if len(recent) >= r.max_per_day:
+            return
+        if self._n_label_since_trigger() < r.min_feedback:
+            return
+        self.flush()
+        since = _dt(self._retrain_since_us or 0)
+        lab = self.store.labelled(since=since, with_features=True)
+        lab, X = _usable(lab)
+        if len(lab) < r.min_feedback:
+            return
+        self._last_attempt_step = self.step
+        self._attempt_times = [*recent, self._now_us]
+        if o.retrain:
+            self._retrain(lab, X)
+        else:
+            self._retune(self.policy, lab, X, reason="RETRAIN with retraining off")
+            self._after_fix()
+
+    def _n_label_since_trigger(self) -> int:
+        # labelled reviews received since the trigger (a cheap gate before reading the store)
+        return self._n_label - self._n_label_at_trigger
+
+    def _retrain(self, lab: LabelledFeedback, X: np.ndarray) -> None:
+        from npo.policy.registry import promote, validate
+
+        cfg = self.config.retrain
+        t = lab.decision_time
+        cutoff = int(np.quantile(t, 1.0 - cfg.validation_fraction))
+        train = t < cutoff
+        if train.sum() < 10 or (~train).sum() < 10:
+            return
+        n_pol = len(self.store.policies())
+        version = f"v{n_pol + 1}"
+        learner = self.learner_factory(self.policy, self.k, X.shape[1])
+        y = lab.label[train]
+        w = 1.0 / lab.propensity[train]
+        Xt = X[train]
+        for _ in range(self.options.train_epochs):
+            perm = self._rng.permutation(Xt.shape[0])
+            learner.partial_fit(Xt[perm], y[perm], w[perm])
+        learner.calibrate()
+        cand = learner.to_policy(
+            version, parent=self.policy.version, note=f"retrained after RETRAIN at step {self.step}"
+        )
+        self.store.add_policy(cand.to_record())
+        self.counts["candidates"] += 1
+        self._emit(
+            "candidate",
+            {
+                "version": version,
+                "parent": self.policy.version,
+                "trained_on": int(train.sum()),
+                "since": since_iso(self._retrain_since_us),
+                "cutoff": since_iso(cutoff),
+            },
+        )
+        run = validate(
+            self.store,
+            version,
+            self.validator,
+            self.cost,
+            incumbent=self.policy.version,
+            since=_dt(cutoff),
+            thresholds=self.table.version,
+            trusted=self.trusted,
+        )
+        verdict = run.verdict
+        self._emit(
+            "validation",
+            {
+                "candidate": version,
+                "incumbent": self.policy.version,
+                "outcome": verdict.outcome,
+                "diff": verdict.diff,
+                "diff_upper": verdict.diff_upper,
+                "n": verdict.n,
+            },
+            audit=False,  # registry.validate audited the full verdict
+        )
+        if not verdict.passed:
+            self.counts["rejections"] += 1
+            self._emit(
+                "rejected",
+                {
+                    "candidate": version,
+                    "outcome": verdict.outcome,
+                    "reasons": list(verdict.reasons),
+                },
+            )
+            return
+        previous = self.policy.version
+        promote(self.store, version, reason=f"validated retrain after {self._state.name} trigger")
+        self.policy = cand
+        self.counts["promotions"] += 1
+        self._emit(
+            "promotion",
+            {"version": version, "previous": previous, "diff": verdict.diff},
+            audit=False,  # the store audited policy.activated with the verdict
+        )
+        if self.options.tune_thresholds:
+            self._retune(cand, lab, X, reason=f"after promoting {version}")
+        self._after_fix()
+
+    def _retune(self, policy: Policy, lab: LabelledFeedback, X: np.ndarray, *, reason: str) -> None:
+        from npo.policy.registry import apply_thresholds
+
+        if not self.options.tune_thresholds:
+            return
+        scores = policy.predict_proba(X)
+        result = self.tuner.fit(
+            scores,
+            lab.label,
+            lab.propensity,
+            self.cost,
+            segments=lab.segment,
+            segment_names=lab.segments,
+        )
+        version = f"t{self.counts['retunes'] + 2}-{policy.version}"
+        ts = apply_thresholds(self.store, result, version, note=reason)
+        self._set_table(ts)
+        self.counts["retunes"] += 1
+        self._emit(
+            "thresholds",
+            {
+                "version": version,
+                "reason": reason,
+                "global": ts.global_,
+                "estimated_loss": result.loss,
+                "deferral_rate": result.deferral_rate,
+            },
+            audit=False,  # apply_thresholds audited thresholds.activated with the evidence
+        )
+
+    def _after_fix(self) -> None:
+        """A new policy or thresholds serve: the old evidence is about another rule."""
+        self.monitor.reset()
+        self._gen += 1
+        self._state = self.monitor.state
+        self._retrain_since_us = None
+        if self.override:
+            self._fixed_in_override = True
+
+    def close(self) -> None:
+        """Flush what is buffered (the store stays open: it belongs to the caller)."""
+        self.flush()
+
+
+# ---------------------------------------------------------------------- helpers
+def _status(monitor: Monitor) -> dict[str, Any]:
+    d = monitor.status.to_dict()
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _dt(us: int) -> datetime:
+    from npo.store.validate import from_us
+
+    return from_us(int(us))
+
+
+def since_iso(us: int | None) -> str | None:
+    return None if us is None else _dt(us).isoformat()
+
+
+def _usable(lab: LabelledFeedback) -> tuple[LabelledFeedback, np.ndarray]:
+    """Labelled rows (like / override) with stored features."""
+    import dataclasses
+
+    X = lab.features
+    if X is None or len(lab) == 0:
+        return lab, np.empty((0, 0))
+    X = np.asarray(X, dtype=np.float64)
+    ok = (lab.label >= 0) & (np.all(np.isfinite(X), axis=1) if X.shape[1] else False)
+    if ok.all():
+        return lab, X
+    arrays = {
+        f.name: getattr(lab, f.name)[ok]
+        for f in dataclasses.fields(lab)
+        if isinstance(getattr(lab, f.name), np.ndarray)
+    }
+    return dataclasses.replace(lab, **arrays), X[ok]
+
+
+def _list_array(M: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    M = np.ascontiguousarray(M, dtype=np.float64)
+    offsets = pa.array(np.arange(M.shape[0] + 1, dtype=np.int32) * M.shape[1])
+    return pa.ListArray.from_arrays(offsets, pa.array(M.ravel()))
+
+
+def _times(us: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    return pa.array(np.asarray(us, dtype=np.int64), type=pa.timestamp("us", tz="UTC"))
