@@ -167,12 +167,17 @@ def _human(summary) -> None:  # type: ignore[no-untyped-def]
     t.add_row("records", f"{summary.records:,}")
     t.add_row("inserted", f"[green]{summary.inserted:,}[/]")
     t.add_row("duplicates", f"{summary.duplicates:,}")
-    style = "red" if summary.rejected else "green"
-    t.add_row(
-        "rejected",
-        f"[{style}]{summary.rejected:,}[/] ({summary.bad_lines:,} bad line(s) in "
-        f"{summary.rejected_chunks} chunk(s))",
-    )
+    if summary.rejected:
+        t.add_row(
+            "rejected",
+            f"[red]{summary.rejected:,}[/] ({summary.bad_lines:,} bad line(s) in "
+            f"{summary.rejected_chunks} chunk(s))",
+        )
+    else:
+        t.add_row("rejected", "[green]0[/]")
+    if summary.seconds > 0:
+        rate = summary.records / summary.seconds
+        t.add_row("time", f"{summary.seconds:.2f} s ({rate:,.0f} records/s)")
     console.print(t)
     if summary.errors:
         shown = summary.errors[:20]

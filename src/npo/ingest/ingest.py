@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,7 @@ class IngestSummary:
     errors: list[ItemError] = field(default_factory=list)
     all_or_nothing: bool = False
     stopped_early: bool = False
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -116,6 +118,7 @@ class IngestSummary:
             "n_errors": self.n_errors,
             "all_or_nothing": self.all_or_nothing,
             "stopped_early": self.stopped_early,
+            "seconds": round(self.seconds, 3),
             "errors": [
                 {"line": e.line, "id": e.item_id, "field": e.field, "reason": e.reason}
                 for e in self.errors
@@ -170,7 +173,9 @@ def ingest_file(
     except KindError as e:
         raise _source_error("kind", str(e).removeprefix("kind: "), None) from None
     summary = IngestSummary(str(p), fmt + (".gz" if gz else ""), k, all_or_nothing=all_or_nothing)
+    t0 = time.perf_counter()
     _run(store, k, chunks_of, total, summary, all_or_nothing, progress, max_errors, fmt == "csv")
+    summary.seconds = time.perf_counter() - t0
     if summary.records == 0 and summary.n_errors == 0:
         line = 1 if fmt == "csv" else None
         raise _source_error("file", "the file holds no records", line)
@@ -208,6 +213,7 @@ def ingest_frame(
     summary = IngestSummary(type(frame).__name__, "frame", k, all_or_nothing=all_or_nothing)
     if table.num_rows == 0:
         return summary
+    t0 = time.perf_counter()
     _run(
         store,
         k,
@@ -219,6 +225,7 @@ def ingest_frame(
         max_errors,
         False,
     )
+    summary.seconds = time.perf_counter() - t0
     return summary
 
 
