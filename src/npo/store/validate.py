@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -571,19 +572,17 @@ def decision_columns(batch: Any, actions: ActionSpace) -> Columns:
     tv = ch.strings("threshold_version")
     seg = ch.strings("segment")
     act_names = ch.strings("action")
-    lookup = {a: i for i, a in enumerate(actions.actions)}
+    lookup: dict[Any, int] = {a: i for i, a in enumerate(actions.actions)}
     lookup[DEFER] = -1
-    code = np.zeros(n, dtype=np.int64)
-    for i, a in enumerate(act_names):
-        if a is None:
-            continue
-        c = lookup.get(a)
-        if c is None:
+    code = np.fromiter(map(lookup.get, act_names, repeat(-9)), dtype=np.int64, count=n)
+    for i in np.flatnonzero(code == -9):
+        if act_names[i] is not None:
             ch.err(
-                i, "action", f"unknown action {a!r}; expected one of {[*actions.actions, DEFER]}"
+                int(i),
+                "action",
+                f"unknown action {act_names[i]!r}; expected one of {[*actions.actions, DEFER]}",
             )
-        else:
-            code[i] = c
+    code[code == -9] = 0
     vals, offsets = ch.vectors("scores", k=actions.k, unit=True)
     p = ch.numbers("propensity")
     badp = ~(np.isfinite(p) & (p > 0.0) & (p <= 1.0))
@@ -630,36 +629,34 @@ def feedback_columns(batch: Any, actions: ActionSpace) -> Columns:
     kinds = ch.strings("kind")
     act = ch.strings("action", optional=True)
     comment = ch.strings("comment", max_len=MAX_COMMENT, optional=True)
-    kcode = np.zeros(n, dtype=np.int64)
-    acode = np.full(n, -1, dtype=np.int64)
-    lookup = {a: i for i, a in enumerate(actions.actions)}
-    for i in range(n):
-        k = kinds[i]
-        if k is None:
-            continue
-        c = KIND_CODES.get(k)
-        if c is None:
-            ch.err(i, "kind", f"Input should be 'like', 'override' or 'abstain', got {k!r}")
-            continue
-        kcode[i] = c
-        a = act[i]
-        if c == 1:
-            if a is None:
-                ch.err(i, "action", "an override must name the right action")
-            elif a == DEFER:
-                ch.err(i, "action", "an override must name an action, not DEFER")
-            else:
-                ac = lookup.get(a)
-                if ac is None:
-                    ch.err(
-                        i,
-                        "action",
-                        f"unknown action {a!r}; the action space is {list(actions.actions)}",
-                    )
-                else:
-                    acode[i] = ac
-        elif a is not None:
-            ch.err(i, "action", f"only an override names an action, not a {k}")
+    # codes by C-level dict look-ups; -9 = unknown name, -2 = DEFER, -1 = no action
+    kcode = np.fromiter(map(KIND_CODES.get, kinds, repeat(-9)), dtype=np.int64, count=n)
+    lookup: dict[Any, int] = {a: i for i, a in enumerate(actions.actions)}
+    lookup[None] = -1
+    lookup[DEFER] = -2
+    acode = np.fromiter(map(lookup.get, act, repeat(-9)), dtype=np.int64, count=n)
+    for i in np.flatnonzero(kcode == -9):
+        if kinds[i] is not None:
+            ch.err(
+                int(i), "kind", f"Input should be 'like', 'override' or 'abstain', got {kinds[i]!r}"
+            )
+    over = kcode == 1
+    for i in np.flatnonzero(over & (acode < 0)):
+        i = int(i)
+        if acode[i] == -1:
+            ch.err(i, "action", "an override must name the right action")
+        elif acode[i] == -2:
+            ch.err(i, "action", "an override must name an action, not DEFER")
+        else:
+            ch.err(
+                i,
+                "action",
+                f"unknown action {act[i]!r}; the action space is {list(actions.actions)}",
+            )
+    for i in np.flatnonzero(((kcode == 0) | (kcode == 2)) & (acode != -1)):
+        ch.err(int(i), "action", f"only an override names an action, not a {kinds[i]}")
+    kcode[kcode < 0] = 0
+    acode[acode < 0] = -1
     ts, given = ch.timestamps()
     return Columns(
         "feedback",
