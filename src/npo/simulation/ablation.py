@@ -671,6 +671,7 @@ class GridTask:
     settings: LoopSettings
     base_seed: int
     scenario_index: int = 0
+    engine: str = "memory"
 
     @property
     def seed(self) -> int:
@@ -684,23 +685,77 @@ def task_seed(base_seed: int, cell: int, rep: int) -> int:
     return int(np.random.SeedSequence([int(base_seed), int(cell), int(rep)]).generate_state(1)[0])
 
 
+DRIVER_ARMS = {
+    "full": "full",
+    "no-tuning": "no-tuning",
+    "no-retraining": "no-retraining",
+    "abstain-as-like": "abstain-as-like",
+    "likes-only": "likes-only",
+    "overrides-only": "overrides-only",
+    "no-ipw-no-floor": "no-ipw",
+    "fixed-window": "fixed-window",
+    "adwin": "adwin",
+    "pagehinkley": "page-hinkley",
+}
+"""Ablation cell -> arm of :data:`npo.loop.options.ABLATIONS` (the store-backed driver)."""
+
+ENGINES = ("memory", "driver")
+
+
+def driver_metrics(run: Any, *, window_steps: int | None = None) -> dict[str, float]:
+    """Per-run metrics (:func:`npo.simulation.metrics.run_metrics`) of a
+    :class:`npo.simulation.driver.SimulationRun`. Its estimate is the monitor's recent-window
+    estimate, compared with the mean true loss over the trailing ``window_steps`` steps
+    (default: 3/4 of the monitor window, the centre of a restarted sequence's horizon);
+    the driver records no blind-spot region loss (NaN)."""
+    from npo.simulation.metrics import run_metrics, windowed_mean
+
+    s = {k: np.asarray(v) for k, v in run.series.items()}
+    n = s["step"].size
+    if window_steps is None:
+        per = max(1.0, float(np.mean(s["n_scenarios"])))
+        window_steps = max(1, int(0.75 * 30_000 / per))
+    s["policy_version"] = s["policy_index"].astype(np.int64) + 1
+    s["estimate_window"] = s["estimate"].astype(float)
+    s["policy_loss_window"] = windowed_mean(s["policy_loss"], np.ones(n), window_steps)
+    s["blind_spot_loss"] = np.full(n, np.nan)
+    change = run.change_step
+    if change is None and run.world.get("blind_spot"):
+        change = int(run.world["blind_spot"]["start"])
+    return run_metrics(s, tolerance=run.lambda_, delta=run.delta, change_step=change)
+
+
 def run_task(task: GridTask) -> dict[str, Any]:
-    """Run one grid task; a flat record (task fields + metrics), picklable."""
-    run = simulate_loop(
-        task.scenario,
-        seed=task.seed,
-        steps=task.steps,
-        switches=task.switches,
-        settings=task.settings,
-    )
+    """Run one grid task; a flat record (task fields + metrics), picklable. ``engine``
+    ``memory`` uses :func:`simulate_loop`, ``driver`` the store-backed
+    :func:`npo.simulation.driver.run_simulation` (its own loop configuration)."""
+    if task.engine == "driver":
+        from npo.simulation.driver import run_simulation
+
+        if task.cell not in DRIVER_ARMS and task.cell != "fidelity":
+            raise _bad("cell", f"no driver arm for {task.cell!r}")
+        arm = DRIVER_ARMS.get(task.cell, "full")
+        drun = run_simulation(task.scenario, steps=task.steps, seed=task.seed, switches=arm)
+        metrics = driver_metrics(drun)
+    elif task.engine == "memory":
+        metrics = simulate_loop(
+            task.scenario,
+            seed=task.seed,
+            steps=task.steps,
+            switches=task.switches,
+            settings=task.settings,
+        ).metrics
+    else:
+        raise _bad("engine", f"must be one of {list(ENGINES)}, got {task.engine!r}")
     rec: dict[str, Any] = {
         "cell": task.cell,
         "cell_index": task.cell_index,
         "scenario": task.scenario,
         "rep": task.rep,
         "seed": task.seed,
+        "engine": task.engine,
     }
-    rec.update(run.metrics)
+    rec.update(metrics)
     return rec
 
 
@@ -712,6 +767,7 @@ def make_tasks(
     steps: int,
     base_seed: int = 0,
     settings: LoopSettings | None = None,
+    engine: str = "memory",
 ) -> list[GridTask]:
     """Tasks for every scenario x cell x rep (cells by name from :data:`ABLATION_CELLS`)."""
     if seeds < 1:
@@ -728,7 +784,7 @@ def make_tasks(
     for si, sc in enumerate(scenarios):
         for ci, (name, sw) in enumerate(named.items()):
             for r in range(seeds):
-                tasks.append(GridTask(name, ci, r, sc, steps, sw, st, base_seed, si))
+                tasks.append(GridTask(name, ci, r, sc, steps, sw, st, base_seed, si, engine))
     return tasks
 
 
@@ -1057,6 +1113,7 @@ class StudyPlan:
     cells: tuple[str, ...] | None = None
     convergence_seeds: int = 10
     monitor_seeds: int = 20
+    engine: str = "memory"
 
 
 def plan_tasks(plan: StudyPlan) -> list[GridTask]:
@@ -1069,6 +1126,7 @@ def plan_tasks(plan: StudyPlan) -> list[GridTask]:
         seeds=plan.seeds,
         steps=plan.steps,
         base_seed=plan.base_seed,
+        engine=plan.engine,
     )
     collapse = {k: v for k, v in ABLATION_CELLS.items() if k in ("full", "no-ipw-no-floor")}
     for t in make_tasks(
@@ -1077,6 +1135,7 @@ def plan_tasks(plan: StudyPlan) -> list[GridTask]:
         seeds=plan.seeds,
         steps=plan.steps,
         base_seed=plan.base_seed,
+        engine=plan.engine,
     ):
         tasks.append(replace(t, scenario_index=1))
     fid = plan.fidelity_scenarios or tuple(s for s in SCENARIOS if s != "incident-remediation")
@@ -1087,6 +1146,7 @@ def plan_tasks(plan: StudyPlan) -> list[GridTask]:
             seeds=plan.fidelity_seeds,
             steps=plan.steps,
             base_seed=plan.base_seed,
+            engine=plan.engine,
         ):
             tasks.append(replace(t, scenario_index=10 + i, cell="fidelity"))
     return tasks

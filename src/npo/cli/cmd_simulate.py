@@ -1,0 +1,295 @@
+"""``npo simulate`` -- run the loop against simulated people; ``npo ablate`` -- the
+ablation grid over seeds x switches, with tables, plots and ``results.md``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from npo.cli.common import JsonOption, cli_errors, console, emit_json, err_console, show_progress
+
+
+def _parse_switches(items: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON when possible: true, 0.1, "cs")."""
+    from npo.errors import ItemError, ValidationFailed
+
+    out: dict[str, Any] = {}
+    for i, item in enumerate(items or []):
+        if "=" not in item:
+            raise ValidationFailed(
+                [ItemError(i, "--switch", f"expected key=value, got {item!r}")], what="switches"
+            )
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def _clean(v: Any) -> Any:
+    import math
+
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):
+        return _clean(v.item())
+    return v
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("simulate")
+    def simulate_cmd(
+        scenario: Annotated[
+            str,
+            typer.Argument(help="A catalogue scenario name or a .toml/.json scenario file."),
+        ] = "abrupt-change",
+        steps: Annotated[int | None, typer.Option(help="Steps (default: the scenario's).")] = None,
+        seed: Annotated[int, typer.Option(help="Seed of world, reviewers and loop.")] = 0,
+        engine: Annotated[
+            str,
+            typer.Option(
+                help="driver: the store-backed loop (npo.loop, audited SQLite store); "
+                "memory: the in-memory loop of the ablation study."
+            ),
+        ] = "driver",
+        arm: Annotated[
+            str, typer.Option(help="Ablation arm (npo ablate --list-cells), default full NPO.")
+        ] = "full",
+        out: Annotated[
+            str | None,
+            typer.Option("--out", help="Write the per-step series here (.parquet or .csv)."),
+        ] = None,
+        store: Annotated[
+            str | None,
+            typer.Option(help="driver engine: keep the SQLite store at this path."),
+        ] = None,
+        list_: Annotated[
+            bool, typer.Option("--list", help="List the scenario catalogue and exit.")
+        ] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Run NPO against a simulated world and people; print a summary, write the series."""
+        with cli_errors(as_json):
+            from npo.simulation import SCENARIOS
+            from npo.simulation.ablation import ABLATION_CELLS, DRIVER_ARMS, ENGINES
+
+            if list_:
+                rows = [{"name": k, "description": v.description} for k, v in SCENARIOS.items()]
+                if as_json:
+                    emit_json({"ok": True, "scenarios": rows})
+                else:
+                    t = Table("scenario", "description")
+                    for r in rows:
+                        t.add_row(r["name"], r["description"])
+                    console.print(t)
+                return
+            if engine not in ENGINES:
+                raise ValueError(f"--engine: must be one of {list(ENGINES)}, got {engine!r}")
+            if arm not in ABLATION_CELLS:
+                raise ValueError(f"--arm: unknown arm {arm!r}; known: {list(ABLATION_CELLS)}")
+            t0 = time.perf_counter()
+            summary: dict[str, Any]
+            if engine == "driver":
+                from npo.simulation.ablation import driver_metrics
+                from npo.simulation.driver import run_simulation
+
+                drun = run_simulation(
+                    scenario, steps=steps, seed=seed, switches=DRIVER_ARMS[arm], store=store
+                )
+                series = drun.series
+                summary = {
+                    "metrics": driver_metrics(drun),
+                    "events": [
+                        {k: e[k] for k in ("step", "kind") if k in e}
+                        for e in drun.events
+                        if e.get("kind") != "decisions"
+                    ],
+                    "lambda": drun.lambda_,
+                    "store": drun.store_path,
+                }
+                name = drun.scenario
+            else:
+                from npo.simulation.ablation import simulate_loop
+
+                run = simulate_loop(scenario, seed=seed, steps=steps, switches=ABLATION_CELLS[arm])
+                series = run.series
+                summary = {
+                    "metrics": run.metrics,
+                    "events": [
+                        {"step": s, "kind": k, "detail": d}
+                        for s, k, d in run.events
+                        if k != "retune"
+                    ],
+                    "lambda": run.settings.tolerance,
+                }
+                name = run.scenario
+            written = None
+            if out is not None:
+                from npo.simulation.stream import write_series
+
+                written = str(write_series(series, out))
+            summary.update(
+                scenario=name,
+                seed=seed,
+                engine=engine,
+                arm=arm,
+                steps=len(series["step"]),
+                seconds=round(time.perf_counter() - t0, 2),
+                series=written,
+            )
+            if as_json:
+                emit_json({"ok": True, **_clean(summary)})
+                return
+            m = summary["metrics"]
+            t = Table("metric", "value", title=f"npo simulate {name} ({engine}, arm {arm})")
+            for k in (
+                "final_true_loss",
+                "mean_excess_loss",
+                "time_to_recovery",
+                "detection_delay",
+                "meta_error_rate",
+                "fidelity_bound",
+                "estimation_error",
+                "deferral_rate",
+                "abstention_rate",
+                "promotions",
+            ):
+                v = m.get(k)
+                t.add_row(k, "–" if v is None or v != v else f"{v:.4g}")
+            console.print(t)
+            ev = [e for e in summary["events"] if e["kind"] not in ("retune", "thresholds")]
+            console.print(
+                "events: "
+                + (", ".join(f"{e['kind']}@{e['step']}" for e in ev[:20]) or "none")
+                + (" …" if len(ev) > 20 else "")
+            )
+            if written:
+                console.print(f"series written to {written}")
+
+    @app.command("ablate")
+    def ablate_cmd(
+        out: Annotated[
+            str, typer.Option("--out", help="Folder for results.md, tables/ and figures/.")
+        ] = "npo-ablation",
+        seeds: Annotated[int, typer.Option(help="Seeds per cell (>= 2).")] = 20,
+        steps: Annotated[int, typer.Option(help="Steps per run.")] = 1500,
+        base_seed: Annotated[int, typer.Option("--base-seed", help="Base seed.")] = 0,
+        workers: Annotated[
+            int | None, typer.Option(help="Worker processes (default: all cores).")
+        ] = None,
+        engine: Annotated[
+            str, typer.Option(help="memory (default, the in-memory loop) or driver (store-backed).")
+        ] = "memory",
+        cells: Annotated[
+            str | None, typer.Option(help="Comma-separated ablation cells (default: all).")
+        ] = None,
+        fidelity_seeds: Annotated[
+            int, typer.Option("--fidelity-seeds", help="Seeds per scenario for fidelity.")
+        ] = 5,
+        fidelity_scenarios: Annotated[
+            str | None,
+            typer.Option("--fidelity-scenarios", help="Comma-separated (default: catalogue)."),
+        ] = None,
+        experiment_seeds: Annotated[
+            int | None,
+            typer.Option(
+                "--experiment-seeds", help="Seeds of the convergence/monitor experiments."
+            ),
+        ] = None,
+        list_cells: Annotated[
+            bool, typer.Option("--list-cells", help="List the ablation cells and exit.")
+        ] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Ablation grid (seeds x switches) in parallel; Markdown + CSV tables, PNG plots and
+        results.md with a check of each claim."""
+        with cli_errors(as_json):
+            from dataclasses import asdict
+
+            from npo.simulation.ablation import (
+                ABLATION_CELLS,
+                ENGINES,
+                StudyPlan,
+                plan_tasks,
+                run_study,
+                write_study,
+            )
+
+            if list_cells:
+                rows = {k: asdict(v) for k, v in ABLATION_CELLS.items()}
+                if as_json:
+                    emit_json({"ok": True, "cells": rows})
+                else:
+                    t = Table("cell", "switches")
+                    for k, v in rows.items():
+                        t.add_row(k, ", ".join(f"{a}={b}" for a, b in v.items() if b != ()))
+                    console.print(t)
+                return
+            if seeds < 2:
+                raise ValueError(f"--seeds: needs >= 2 for an interval, got {seeds}")
+            if steps < 50:
+                raise ValueError(f"--steps: needs >= 50, got {steps}")
+            if engine not in ENGINES:
+                raise ValueError(f"--engine: must be one of {list(ENGINES)}, got {engine!r}")
+            es = experiment_seeds
+            plan = StudyPlan(
+                seeds=seeds,
+                steps=steps,
+                base_seed=base_seed,
+                fidelity_seeds=fidelity_seeds,
+                fidelity_scenarios=tuple(fidelity_scenarios.split(","))
+                if fidelity_scenarios
+                else None,
+                cells=tuple(c.strip() for c in cells.split(",")) if cells else None,
+                convergence_seeds=es if es is not None else min(seeds, 10),
+                monitor_seeds=es if es is not None else seeds,
+                engine=engine,
+            )
+            n_tasks = len(plan_tasks(plan))
+            t0 = time.perf_counter()
+            if show_progress() and not as_json:
+                from rich.progress import Progress
+
+                with Progress(console=err_console, transient=True) as bar:
+                    task = bar.add_task("ablation grid", total=n_tasks)
+
+                    def progress(stage: str, done: int, total: int) -> None:
+                        if stage == "grid":
+                            bar.update(task, completed=done, total=total)
+                        else:
+                            bar.update(task, description=f"experiment: {stage}")
+
+                    study = run_study(plan, workers=workers, progress=progress)
+            else:
+                study = run_study(plan, workers=workers)
+            res = write_study(study, Path(out))
+            secs = time.perf_counter() - t0
+            if as_json:
+                emit_json(
+                    _clean(
+                        {
+                            "ok": True,
+                            "runs": n_tasks,
+                            "seconds": round(secs, 1),
+                            "checks": res["checks"],
+                            "files": res["files"],
+                            "ablation": study["main"],
+                        }
+                    )
+                )
+                return
+            t = Table("claim check", "result", title=f"npo ablate: {n_tasks} runs in {secs:.0f} s")
+            for k, v in res["checks"].items():
+                t.add_row(k, "[green]holds[/]" if v else "[red]does not hold[/]")
+            console.print(t)
+            console.print(f"results: {Path(out) / 'results.md'}")
