@@ -635,3 +635,26 @@ def test_awkward_strings_round_trip(store: Store) -> None:
     assert "p\\1" in lf.policy_versions
     da = store.decisions(segment='eu, "west"')
     assert list(da.decision_id) == [odd] and da.reviewed.tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    "scores_type", [pa.list_(pa.float64()), pa.list_(pa.float32(), 3), pa.large_list(pa.float64())]
+)
+def test_arrow_score_columns_with_nulls_and_slices(store: Store, scores_type: Any) -> None:
+    rows = [dec(i) for i in range(4)]
+    table = pa.table(
+        {
+            **{k: [r[k] for r in rows] for k in rows[0] if k != "scores"},
+            "scores": pa.array(
+                [[0.5, 0.25, 0.25], None, [0.5, 0.25, 0.25], [0.5, None, 0.5]], scores_type
+            ),
+        }
+    )
+    with pytest.raises(ValidationFailed) as ei:
+        store.ingest_decisions(table.slice(1))
+    assert [(e.index, e.field) for e in ei.value.errors] == [(0, "scores"), (2, "scores[1]")]
+    assert "null" in ei.value.errors[0].reason
+    assert store.counts()["decisions"] == 0
+    r = store.ingest_decisions(table.slice(2, 1))  # a slice of the valid row only
+    assert r.inserted == 1
+    assert store.decisions().scores.tolist() == [[0.5, 0.25, 0.25]]

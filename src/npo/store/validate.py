@@ -168,21 +168,16 @@ class _ListColumn:
         import pyarrow as pa
 
         col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+        valid = ~col.is_null().to_numpy(zero_copy_only=False)
         if pa.types.is_fixed_size_list(col.type):
             size = col.type.list_size
-            flat = col.flatten()
-            valid = ~col.is_null().to_numpy(zero_copy_only=False)
-            offsets = np.arange(len(col) + 1, dtype=np.int64) * size
-            vals = flat.cast(pa.float64()).to_numpy(zero_copy_only=False)
-            if not valid.all():  # nulls in fixed-size lists still occupy slots
-                pass
-            return cls(np.asarray(vals, dtype=np.float64), offsets, valid)
-        valid = ~col.is_null().to_numpy(zero_copy_only=False)
-        offsets = np.asarray(col.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-        offsets = offsets - offsets[0]
-        flat = col.flatten()  # respects slicing
-        vals = flat.cast(pa.float64()).fill_null(float("nan")).to_numpy(zero_copy_only=False)
-        return cls(np.asarray(vals, dtype=np.float64), offsets, valid)
+            offsets = np.arange(len(col) + 1, dtype=np.int64) * size + col.offset * size
+        else:
+            offsets = np.asarray(col.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        # the child array itself (null list entries keep their slots), sliced by offsets
+        child = col.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        vals = child.cast(pa.float64()).fill_null(float("nan")).to_numpy(zero_copy_only=False)
+        return cls(np.asarray(vals, dtype=np.float64), offsets - offsets[0], valid)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -397,10 +392,15 @@ class _Checker:
         n = self.raw.n
         if col is None:
             return np.empty(0), np.zeros(n + 1, dtype=np.int64)
+        null_rows: np.ndarray | None = None
         if isinstance(col, _ListColumn):
             vals, offsets = col.values, col.offsets
-            for i in np.flatnonzero(~col.valid):
+            null_rows = ~col.valid
+            if null_rows.any():
+                vals = vals.copy()
+            for i in np.flatnonzero(null_rows):
                 self.err(int(i), field, "field required (got null)")
+                vals[offsets[i] : offsets[i + 1]] = 0.5  # no per-element errors as well
         elif isinstance(col, np.ndarray) and col.ndim == 2:
             vals = np.asarray(col, dtype=np.float64).ravel()
             offsets = np.arange(n + 1, dtype=np.int64) * col.shape[1]
@@ -450,6 +450,8 @@ class _Checker:
         if k is not None:
             for i in np.flatnonzero(lens != k):
                 if lens[i] == 0 and i in self.raw.missing.get(field, ()):
+                    continue
+                if null_rows is not None and null_rows[i]:
                     continue
                 self.err(int(i), field, f"needs one score per action (K = {k}), got {int(lens[i])}")
         bad = ~np.isfinite(vals)
