@@ -417,7 +417,11 @@ def test_policy_versions_and_activation(store: Store) -> None:
     assert store.active_policy() == "v1"
     with pytest.raises(NotFound):
         store.set_active_policy("v9", reason="x", evidence={})
+    n_audit = store.counts()["audit"]
+    with pytest.raises(ValidationFailed, match="payload"):  # evidence not JSON: no change
+        store.set_active_policy("v2", reason="x", evidence={"o": object()})
     assert store.active_policy() == "v1"
+    assert store.counts()["audit"] == n_audit
     acts = store.audit(kind="policy.activated")
     assert [(a.payload["version"], a.payload["previous"], a.payload["reason"]) for a in acts] == [
         ("v1", None, "initial"),
