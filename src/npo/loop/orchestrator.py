@@ -237,6 +237,7 @@ class AlignmentLoop:
         self._n_label = 0
         self._n_abstain = 0
         self._n_label_at_trigger = 0
+        self._pending_zeros = 0
         # decision id -> (served, shadow, propensity, top action, generation)
         self._decisions: dict[str, tuple[int, int, float, int, int]] = {}
         self._gen = 0  # bumped when a new policy / thresholds start serving
@@ -397,10 +398,8 @@ class AlignmentLoop:
         self.step += 1
         self._pending_steps += 1
         n_events = len(self.events)
-        if self.sampler is not None:
-            n_zero = int((~review).sum())
-            if n_zero:
-                self._observe(np.zeros(n_zero))
+        if self.sampler is not None:  # unreviewed: Z = 0, fed with the next feedback batch
+            self._pending_zeros += int((~review).sum())
         if self._pending_steps >= self.flush_every:
             self.flush()
         self._react()
@@ -445,7 +444,7 @@ class AlignmentLoop:
         feedback_ids: Sequence[str] | None = None,
         timestamps: np.ndarray | None = None,
     ) -> list[LoopEvent]:
-        """Take a batch of feedback (any delay): store it, feed the monitors, act.
+        """Take a batch of feedback (any delay; may be empty): store it, feed the monitors, act.
 
         ``kinds``: 0 like / 1 override / 2 abstain; ``labels``: the overriding action code
         (read for overrides only). Returns the events this batch caused.
@@ -466,70 +465,96 @@ class AlignmentLoop:
             if feedback_ids is None
             else [str(f) for f in feedback_ids]
         )
+        if len(fids) != n:
+            raise _bad("feedback_ids", f"needs one id per feedback ({n}), got {len(fids)}")
         if timestamps is None:
             ts = np.full(n, max(self._now_us, 1), dtype=np.int64)
         else:
             ts = np.broadcast_to(np.asarray(timestamps, dtype=np.int64), (n,)).copy()
         n_events = len(self.events)
-        keep = np.ones(n, dtype=bool)
         mode = self.options.feedback
         if mode == "likes_only":
             keep = kind == KIND_LIKE
         elif mode == "overrides_only":
             keep = kind == KIND_OVERRIDE
-        self.counts["dropped_feedback"] += int((~keep).sum())
-        obs: list[float] = []
-        abst: list[float] = []
-        rows: list[tuple[str, str, str, str, str | None, int]] = []
-        ipw = self.sampler is not None
-        for i in np.flatnonzero(keep):
-            d = dids[i]
-            info = self._decisions.get(d)
-            k = int(kind[i])
-            y = int(lab[i]) if k == KIND_OVERRIDE else -1
-            if info is None:
-                self.counts["unknown_feedback"] += 1
-                rows.append((fids[i], d, rids[i], _KIND_NAMES[k], self._name(y), int(ts[i])))
-                continue
-            served, shadow, p, best, gen = info
-            if k == KIND_LIKE:
-                y = served
-            if k == KIND_ABSTAIN and mode == "abstain_as_like":
-                if served == DEFER_CODE:  # nothing to like: counted as the policy's top action
-                    k, y = KIND_OVERRIDE, best
-                else:
-                    k, y = KIND_LIKE, served
-            rows.append(
-                (fids[i], d, rids[i], _KIND_NAMES[k], self._name(y) if k == 1 else None, int(ts[i]))
-            )
-            if d in self._measured:
-                continue  # one observation per decision: its first feedback
-            self._measured.add(d)
-            if gen != self._gen:
-                continue  # about a rule that no longer serves: not evidence about this one
-            abst.append(1.0 if k == KIND_ABSTAIN else 0.0)
-            if k == KIND_ABSTAIN:
-                self._n_abstain += 1
-                self.counts["abstained"] += 1
-                if ipw:
-                    obs.append(0.0)
-                continue
-            self._n_label += 1
-            self.counts["labelled"] += 1
-            cost = float(self._c[shadow, y])
-            obs.append(cost / (p * self.response_rate) if ipw else cost)
-        self.counts["feedback"] += len(rows)
-        if rows:
-            self._pending["fb"].append(rows)
-        if abst:
-            self._observe_abstention(np.asarray(abst))
-        if obs:
-            self._observe(np.asarray(obs))
+        else:
+            keep = np.ones(n, dtype=bool)
+        self.counts["dropped_feedback"] += int(n - keep.sum())
+        obs = np.empty(0)
+        if keep.any():
+            idx = np.flatnonzero(keep)
+            dids = [dids[i] for i in idx]
+            fids = [fids[i] for i in idx]
+            rids = [rids[i] for i in idx]
+            kind, lab, ts = kind[idx], lab[idx], ts[idx]
+            obs = self._measure(dids, fids, rids, kind, lab, ts)
+        pending = self._pending_zeros
+        self._pending_zeros = 0
+        if pending or obs.size:
+            self._observe(np.concatenate([np.zeros(pending), obs]))
         self._react()
         return self.events[n_events:]
 
-    def _name(self, code: int) -> str | None:
-        return None if code < 0 else self.actions.actions[code]
+    def _measure(
+        self,
+        dids: list[str],
+        fids: list[str],
+        rids: list[str],
+        kind: np.ndarray,
+        lab: np.ndarray,
+        ts: np.ndarray,
+    ) -> np.ndarray:
+        """Stage the feedback for storage; return the monitor's observations (module doc)."""
+        n = len(dids)
+        missing = (DEFER_CODE, DEFER_CODE, 1.0, 0, -1)
+        infos = [self._decisions.get(d) for d in dids]
+        known = np.fromiter((i is not None for i in infos), dtype=bool, count=n)
+        info = np.array([missing if i is None else i for i in infos], dtype=np.float64)
+        info = info.reshape(n, 5)
+        served = info[:, 0].astype(np.int64)
+        shadow = info[:, 1].astype(np.int64)
+        p = info[:, 2]
+        best = info[:, 3].astype(np.int64)
+        gen = info[:, 4].astype(np.int64)
+        k = kind.copy()
+        y = np.where(k == KIND_OVERRIDE, lab, -1)
+        y = np.where((k == KIND_LIKE) & known, served, y)
+        if self.options.feedback == "abstain_as_like":
+            ab = (k == KIND_ABSTAIN) & known
+            defer = served == DEFER_CODE
+            # nothing to like on a deferred decision: counted as the policy's top action
+            k = np.where(ab & defer, KIND_OVERRIDE, np.where(ab, KIND_LIKE, k))
+            y = np.where(ab & defer, best, np.where(ab, served, y))
+        names = np.array([*self.actions.actions, None], dtype=object)
+        action = np.where(k == KIND_OVERRIDE, names[y], None)
+        self._pending["fb"].append(
+            (fids, dids, rids, np.array(_KIND_NAMES, dtype=object)[k], action, ts)
+        )
+        self.counts["feedback"] += n
+        self.counts["unknown_feedback"] += int((~known).sum())
+        first = np.zeros(n, dtype=bool)
+        measured = self._measured
+        for i in np.flatnonzero(known):
+            d = dids[i]
+            if d not in measured:  # one observation per decision: its first feedback
+                measured.add(d)
+                first[i] = True
+        # about a rule that no longer serves: not evidence about this one
+        cur = first & (gen == self._gen)
+        abst = cur & (k == KIND_ABSTAIN)
+        lbl = cur & (k != KIND_ABSTAIN)
+        n_abst, n_lbl = int(abst.sum()), int(lbl.sum())
+        if n_abst + n_lbl:
+            self._observe_abstention(np.where(k[cur] == KIND_ABSTAIN, 1.0, 0.0))
+        r_hat = self.response_rate
+        self._n_abstain += n_abst
+        self._n_label += n_lbl
+        self.counts["abstained"] += n_abst
+        self.counts["labelled"] += n_lbl
+        cost = self._c[shadow[lbl], y[lbl]]
+        if self.sampler is None:
+            return cost
+        return np.concatenate([cost / (p[lbl] * r_hat), np.zeros(n_abst)])
 
     # ------------------------------------------------------------------ storage
     def flush(self) -> None:
@@ -588,16 +613,18 @@ class AlignmentLoop:
                 },
             )
         if p["fb"]:
-            fb = [r for part in p["fb"] for r in part]
+            fb = p["fb"]
             self.store.ingest_feedback(
                 pa.table(
                     {
-                        "id": pa.array([r[0] for r in fb], pa.string()),
-                        "decision_id": pa.array([r[1] for r in fb], pa.string()),
-                        "reviewer_id": pa.array([r[2] for r in fb], pa.string()),
-                        "kind": pa.array([r[3] for r in fb], pa.string()),
-                        "action": pa.array([r[4] for r in fb], pa.string()),
-                        "timestamp": _times(np.array([r[5] for r in fb], dtype=np.int64)),
+                        "id": pa.array([x for b in fb for x in b[0]], pa.string()),
+                        "decision_id": pa.array([x for b in fb for x in b[1]], pa.string()),
+                        "reviewer_id": pa.array([x for b in fb for x in b[2]], pa.string()),
+                        "kind": pa.array(np.concatenate([b[3] for b in fb]).tolist(), pa.string()),
+                        "action": pa.array(
+                            np.concatenate([b[4] for b in fb]).tolist(), pa.string()
+                        ),
+                        "timestamp": _times(np.concatenate([b[5] for b in fb])),
                     }
                 )
             )

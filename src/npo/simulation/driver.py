@@ -156,7 +156,7 @@ class SimulationRun:
             "missed_detection_rate": m.missed_detection_rate,
             "median_delay": m.median_delay,
         }
-        return out
+        return _finite(out)
 
     def write_series(self, path: str | Path) -> Path:
         """The per-step series as Parquet or CSV (by extension)."""
@@ -165,21 +165,32 @@ class SimulationRun:
         return write_series(self.series, path)
 
 
+def _finite(o: Any) -> Any:
+    """NaN / inf -> None, recursively (JSON without NaN)."""
+    if isinstance(o, float):
+        return o if np.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    return o
+
+
 def default_config(spec: ScenarioSpec, **overrides: Any) -> Any:
     """A :class:`~npo.loop.LoopConfig` for a scenario: its actions and costs, ``p_min`` =
-    the scenario's review rate, lambda 0.10 / lambda_crit 0.25, deferral budget 0.3, and
+    the scenario's review rate, lambda 0.14 / lambda_crit 0.30, deferral budget 0.3, and
     retraining limits suited to simulated steps (``overrides`` replace top-level keys)."""
     from npo.loop import LoopConfig
 
     data: dict[str, Any] = {
         "actions": list(spec.world.actions),
-        "lambda": 0.10,
-        "lambda_crit": 0.25,
+        "lambda": 0.14,
+        "lambda_crit": 0.30,
         "delta": 0.05,
         "p_min": spec.review_rate,
         "deferral_budget": 0.3,
         "costs": {"c_defer": spec.c_defer, "matrix": spec.costs},
-        "retrain": {"min_feedback": 600, "min_steps_between": 50, "max_per_day": 48},
+        "retrain": {"min_feedback": 2000, "min_steps_between": 25, "max_per_day": 96},
         "monitor": {"window": 30_000},
     }
     data.update(overrides)
@@ -375,11 +386,21 @@ def _run(
                 eval_codes[key] = loop.rule(world.eval_X, names).astype(np.intp)
         return key, eval_codes[key]
 
-    def loss_at(kind: str, t: int) -> float:
+    honest = pool.kinds == 0
+    flip = float(np.mean(pool.flip_rates[honest])) if honest.any() else 0.0
+    seg_count = np.bincount(world.eval_segments, minlength=world.n_segments)
+
+    def loss_at(kind: str, t: int, *, reported: bool = False) -> float:
+        """True loss of a rule at ``t``; ``reported``: against an honest reviewer's label
+        (the latent preference flipped with the pool's mean flip rate)."""
         key, codes = rule_codes(kind)
-        pk = (key, world.preference_state(t))
+        pk = (key, world.preference_state(t), reported)
         if pk not in seg_loss:
-            seg_loss[pk] = world.segment_losses(codes, t, cost)
+            probs = world.eval_probs(t)
+            if reported and flip > 0:
+                probs = (1.0 - flip) * probs + flip * (1.0 - probs) / (world.k - 1)
+            per = world.expected_costs(probs, codes, cost)
+            seg_loss[pk] = np.bincount(world.eval_segments, per, world.n_segments) / seg_count
         return float(world.segment_mix(t) @ seg_loss[pk])
 
     def bayes_at(t: int) -> float:
@@ -416,23 +437,20 @@ def _run(
         queue.push(res.feedback)
         fb = queue.pop(t)
         nfb = len(fb)
-        if nfb:
-            sid = fb.scenario_id.astype(str)
-            rid = rid_names[fb.reviewer]
-            loop.receive(
-                ["d-" + s for s in sid.tolist()],
-                fb.kind,
-                fb.label,
-                reviewer_ids=rid.tolist(),
-                feedback_ids=[
-                    f"f-{s}-{r}" for s, r in zip(sid.tolist(), rid.tolist(), strict=True)
-                ],
-                timestamps=_BASE_US + fb.arrival * _STEP_US + 30_000_000,
-            )
+        sid = fb.scenario_id.astype(str).tolist()
+        rid = rid_names[fb.reviewer].tolist()
+        loop.receive(
+            ["d-" + s for s in sid],
+            fb.kind,
+            fb.label,
+            reviewer_ids=rid,
+            feedback_ids=[f"f-{s}-{r}" for s, r in zip(sid, rid, strict=True)],
+            timestamps=_BASE_US + fb.arrival * _STEP_US + 30_000_000,
+        )
         # truth and the loop's view after the step
         served_kind = "people" if loop.override and loop.fallback is None else "policy"
-        out["policy_loss"][t] = pl = loss_at("policy", t)
-        out["true_loss"][t] = loss_at(served_kind, t) if loop.override else pl
+        out["policy_loss"][t] = pl = loss_at("policy", t, reported=True)
+        out["true_loss"][t] = loss_at(served_kind, t)
         out["bayes_loss"][t] = bayes_at(t)
         out["ideal_trigger"][t] = pl > lam
         st = loop.monitor.status

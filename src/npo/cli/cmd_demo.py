@@ -1,0 +1,135 @@
+"""``npo demo`` — the whole loop end to end on the embedded SQLite store.
+
+A simulated data-centre incident stream (actions reboot / reimage / send-to-repair / no-op,
+reviewers with noise and abstentions, feedback delays, a preference change half-way) runs
+through score → decide → review → monitor → retrain → validate → promote → retune. The
+folder it writes holds the SQLite store (inspect it with ``npo audit --db``), report.md,
+summary.json, the per-step series and PNG plots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from npo.cli.common import JsonOption, cli_errors, console, emit_json, show_progress
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        out: Annotated[
+            Path, typer.Option("--out", help="Report folder (store, report.md, PNG plots).")
+        ] = Path("npo-demo"),
+        seed: Annotated[int, typer.Option(help="Seed of the world, reviewers and loop.")] = 1,
+        steps: Annotated[
+            int, typer.Option(min=20, help="Simulated steps (the change happens half-way).")
+        ] = 2000,
+        scenarios_per_step: Annotated[
+            int, typer.Option("--per-step", min=1, help="Incidents per step.")
+        ] = 100,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Run the NPO loop end to end on a simulated incident stream and write a report."""
+        from npo.report import write_run_report
+        from npo.simulation.driver import run_simulation
+
+        with cli_errors(as_json):
+            out.mkdir(parents=True, exist_ok=True)
+            db = out / "npo.db"
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(str(db) + suffix)
+                if p.exists():
+                    p.unlink()
+            for name in ("report.md", "summary.json", "series.parquet"):
+                if (out / name).exists():
+                    (out / name).unlink()
+            run = _run(run_simulation, db, seed, steps, scenarios_per_step, as_json)
+            paths = write_run_report(
+                run,
+                out,
+                title="NPO demo: data-centre incident remediation",
+                extra={"store": str(db)},
+            )
+        summary = run.summary()
+        if as_json:
+            emit_json(
+                {
+                    "ok": True,
+                    "out": str(out),
+                    "store": str(db),
+                    "files": {k: str(v) for k, v in paths.items()},
+                    "summary": summary,
+                }
+            )
+            return
+        _print_summary(summary, run, out, db)
+
+
+def _run(run_simulation, db: Path, seed: int, steps: int, per_step: int, quiet: bool):  # type: ignore[no-untyped-def]
+    if quiet or not show_progress():
+        return run_simulation(
+            "incident-remediation",
+            steps=steps,
+            seed=seed,
+            store=str(db),
+            scenarios_per_step=per_step,
+        )
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]running the loop[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("loop", total=steps)
+        return run_simulation(
+            "incident-remediation",
+            steps=steps,
+            seed=seed,
+            store=str(db),
+            scenarios_per_step=per_step,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+
+
+def _f(v: object) -> str:
+    return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _print_summary(summary: dict, run, out: Path, db: Path) -> None:  # type: ignore[no-untyped-def, type-arg]
+    from rich.table import Table
+
+    t = Table(title="NPO demo — incident remediation", show_header=False)
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("steps / decisions", f"{run.steps} / {run.counts['decisions']}")
+    t.add_row("λ / λ_crit", f"{run.lambda_:g} / {run.lambda_crit:g}")
+    t.add_row("preference change at step", _f(summary["change_step"]))
+    t.add_row("true loss before the change", _f(summary["true_loss_before_change"]))
+    t.add_row("true loss after the change", _f(summary["true_loss_after_change"]))
+    t.add_row("true loss at the end", _f(summary["true_loss_final"]))
+    t.add_row("deferral / abstention rate", f"{_f(summary['deferral_rate'])} / "
+              f"{_f(summary['abstention_rate'])}")  # fmt: skip
+    m = summary["meta_alignment"]
+    t.add_row("meta-alignment error ≤ bound", f"{_f(m['error_rate'])} ≤ {_f(m['bound'])}")
+    console.print(t)
+    ev = Table(title="What happened and why")
+    for col in ("step", "event", "details"):
+        ev.add_column(col)
+    from npo.report.writer import _why
+
+    for e in run.events:
+        if e["kind"] in ("trigger", "candidate", "validation", "promotion", "rejected",
+                         "thresholds", "override.start", "override.end"):  # fmt: skip
+            ev.add_row(str(e["step"]), e["kind"], _why(e))
+    console.print(ev)
+    console.print(f"report: [bold]{out / 'report.md'}[/]  (plots: loss.png, triggers.png, "
+                  f"rates.png, versions.png)")  # fmt: skip
+    console.print(f"store:  [bold]{db}[/]  — try `npo audit --db {db}` and "
+                  f"`npo audit verify --db {db}`")  # fmt: skip
