@@ -253,7 +253,6 @@ class AlignmentLoop:
             "labelled": 0,
             "abstained": 0,
             "dropped_feedback": 0,
-            "unknown_feedback": 0,
             "candidates": 0,
             "promotions": 0,
             "rejections": 0,
@@ -509,6 +508,15 @@ class AlignmentLoop:
         missing = (DEFER_CODE, DEFER_CODE, 1.0, 0, -1)
         infos = [self._decisions.get(d) for d in dids]
         known = np.fromiter((i is not None for i in infos), dtype=bool, count=n)
+        if not known.all():
+            bad = np.flatnonzero(~known)
+            raise ValidationFailed(
+                [
+                    ItemError(int(i), "decision_id", "not a decision made by this loop", dids[i])
+                    for i in bad[:20]
+                ],
+                what="feedback",
+            )
         info = np.array([missing if i is None else i for i in infos], dtype=np.float64)
         info = info.reshape(n, 5)
         served = info[:, 0].astype(np.int64)
@@ -531,7 +539,6 @@ class AlignmentLoop:
             (fids, dids, rids, np.array(_KIND_NAMES, dtype=object)[k], action, ts)
         )
         self.counts["feedback"] += n
-        self.counts["unknown_feedback"] += int((~known).sum())
         first = np.zeros(n, dtype=bool)
         measured = self._measured
         for i in np.flatnonzero(known):
@@ -652,10 +659,11 @@ class AlignmentLoop:
             self._abst_state = st
 
     def _emit(self, kind: str, payload: dict[str, Any], *, audit: bool = True) -> LoopEvent:
-        ev = LoopEvent(kind, self.step, payload)
+        step = max(0, self.step - 1)  # the step of the last decided batch
+        ev = LoopEvent(kind, step, payload)
         self.events.append(ev)
         if audit:
-            self.store.append_audit(f"loop.{kind}", {"step": self.step, **payload})
+            self.store.append_audit(f"loop.{kind}", {"step": step, **payload})
         return ev
 
     def _react(self) -> None:
