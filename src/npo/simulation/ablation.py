@@ -367,16 +367,34 @@ def simulate_loop(
     est_num = np.zeros(n_steps)
     est_den = np.zeros(n_steps)
 
+    truth_cache: dict[Any, tuple[np.ndarray, float, np.ndarray, np.ndarray]] = {}
+
     def policy_truth(t: int) -> tuple[float, float, float]:
-        probs = world.eval_probs(t)
-        per = np.einsum("ik,ik->i", c[eval_codes], probs)
-        seg = per.reshape(world.n_segments, -1).mean(axis=1)
-        mix = world.segment_mix(t)
-        bl = float(per[blind].mean()) if blind is not None else float("nan")
+        """(policy loss, Bayes loss, blind-spot loss) at ``t``; cached per (rule,
+        preference state), only the segment mix is recomputed."""
         key = world.preference_state(t)
-        if key not in bayes_cache:
-            bayes_cache[key] = world.bayes_loss(t, c)
-        return float(mix @ seg), bayes_cache[key], bl
+        ck = (id(eval_codes), key)
+        hit = truth_cache.get(ck)
+        if hit is None:
+            probs = world.eval_probs(t)
+            per = np.einsum("ik,ik->i", c[eval_codes], probs)
+            seg = per.reshape(world.n_segments, -1).mean(axis=1)
+            bl = float(per[blind].mean()) if blind is not None else float("nan")
+            if key not in bayes_cache:
+                bayes_cache[key] = world.bayes_loss(t, c)
+            defer_seg = (probs @ c[-1]).reshape(world.n_segments, -1).mean(axis=1)
+            if len(truth_cache) > 64:
+                truth_cache.clear()
+            # the entry holds the codes array, so its id cannot be reused while cached
+            hit = truth_cache[ck] = (seg, bl, defer_seg, eval_codes)
+        seg, bl = hit[0], hit[1]
+        return float(world.segment_mix(t) @ seg), bayes_cache[key], bl
+
+    def defer_truth(t: int) -> float:
+        policy_truth(t)
+        return float(
+            world.segment_mix(t) @ truth_cache[(id(eval_codes), world.preference_state(t))][2]
+        )
 
     def feed_monitor(x: np.ndarray, n_in_block: int) -> np.ndarray:
         if x.size == 0:
@@ -446,10 +464,7 @@ def simulate_loop(
             cols["policy_loss"][t] = pl
             cols["true_loss"][t] = pl
             if override:
-                pr = world.eval_probs(t)
-                cols["true_loss"][t] = float(
-                    world.segment_mix(t) @ (pr @ c[-1]).reshape(world.n_segments, -1).mean(axis=1)
-                )
+                cols["true_loss"][t] = defer_truth(t)
             cols["bayes_loss"][t] = bl
             cols["blind_spot_loss"][t] = bsl
         cnt = np.bincount(rel, minlength=hi - lo)[: hi - lo]
