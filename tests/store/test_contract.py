@@ -662,3 +662,19 @@ def test_arrow_score_columns_with_nulls_and_slices(store: Store, scores_type: An
     r = store.ingest_decisions(table.slice(2, 1))  # a slice of the valid row only
     assert r.inserted == 1
     assert store.decisions().scores.tolist() == [[0.5, 0.25, 0.25]]
+
+
+# -- dry run -----------------------------------------------------------------------------
+def test_dry_run_checks_against_stored_data_and_stores_nothing(store: Store) -> None:
+    seeded(store)
+    before = snapshot(store)
+    report = store.ingest_feedback([fb(10, 1, "like"), fb(1, 1, "like")], dry_run=True)
+    assert (report.inserted, report.duplicates) == (1, 1)
+    assert snapshot(store) == before
+    with pytest.raises(ValidationFailed, match="decision_id") as info:
+        store.ingest_feedback([fb(11, 1), fb(12, 99)], dry_run=True)
+    assert [e.index for e in info.value.errors] == [1]
+    with pytest.raises(ConflictError):
+        store.ingest_feedback([fb(1, 1, "abstain")], dry_run=True)
+    assert snapshot(store) == before
+    assert store.ingest_feedback([fb(10, 1, "like")]).inserted == 1

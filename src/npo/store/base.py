@@ -11,6 +11,8 @@ Ingestion contract (SPEC §4, §6):
   stored event stays as it was;
 - a batch is one transaction: if any item is bad, nothing of it is stored, and the
   :class:`~npo.errors.ValidationFailed` lists every bad item (index, id, field, reason).
+- ``dry_run=True`` runs every check, including those against stored data, inside the
+  batch's transaction and rolls it back: the report says what *would* be stored.
 """
 
 from __future__ import annotations
@@ -154,13 +156,19 @@ class Store(ABC):
 
     # -- ingestion (idempotent by id; atomic per batch) -------------------------------
     @abstractmethod
-    def ingest_scenarios(self, batch: Batch | Iterable[Scenario]) -> IngestReport: ...
+    def ingest_scenarios(
+        self, batch: Batch | Iterable[Scenario], *, dry_run: bool = False
+    ) -> IngestReport: ...
 
     @abstractmethod
-    def ingest_decisions(self, batch: Batch | Iterable[Decision]) -> IngestReport: ...
+    def ingest_decisions(
+        self, batch: Batch | Iterable[Decision], *, dry_run: bool = False
+    ) -> IngestReport: ...
 
     @abstractmethod
-    def ingest_feedback(self, batch: Batch | Iterable[Feedback]) -> IngestReport: ...
+    def ingest_feedback(
+        self, batch: Batch | Iterable[Feedback], *, dry_run: bool = False
+    ) -> IngestReport: ...
 
     # -- reads for the estimators ----------------------------------------------------
     @abstractmethod

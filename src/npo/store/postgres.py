@@ -93,6 +93,13 @@ _TYPES = {
 _LOCK_KEY = 0x4E504F  # "NPO": serialises schema creation
 
 
+class _DryRun(Exception):
+    """Rolls a dry-run batch back after every check passed."""
+
+    def __init__(self, inserted: int) -> None:
+        self.inserted = inserted
+
+
 class _Rejected(Exception):
     """Internal: roll the batch's transaction back and take the error path."""
 
@@ -171,16 +178,16 @@ class PostgresStore(Store):
             yield cur
 
     # -- ingestion ------------------------------------------------------------------------
-    def ingest_scenarios(self, batch: Batch) -> IngestReport:
-        return self._ingest("scenarios", V.scenario_columns(batch))
+    def ingest_scenarios(self, batch: Batch, *, dry_run: bool = False) -> IngestReport:
+        return self._ingest("scenarios", V.scenario_columns(batch), dry_run=dry_run)
 
-    def ingest_decisions(self, batch: Batch) -> IngestReport:
-        return self._ingest("decisions", V.decision_columns(batch, self._actions))
+    def ingest_decisions(self, batch: Batch, *, dry_run: bool = False) -> IngestReport:
+        return self._ingest("decisions", V.decision_columns(batch, self._actions), dry_run=dry_run)
 
-    def ingest_feedback(self, batch: Batch) -> IngestReport:
-        return self._ingest("feedback", V.feedback_columns(batch, self._actions))
+    def ingest_feedback(self, batch: Batch, *, dry_run: bool = False) -> IngestReport:
+        return self._ingest("feedback", V.feedback_columns(batch, self._actions), dry_run=dry_run)
 
-    def _ingest(self, table: str, cols: V.Columns) -> IngestReport:
+    def _ingest(self, table: str, cols: V.Columns, *, dry_run: bool = False) -> IngestReport:
         if cols.errors:
             self._fail(table, cols)
         if cols.n == 0:
@@ -229,9 +236,13 @@ class PostgresStore(Store):
                         "OR (t.given AND t.ts <> e.ts) LIMIT 1"
                     ).fetchone():
                         raise _Rejected
+                if dry_run:
+                    raise _DryRun(inserted)
                 cur.execute(f"TRUNCATE {tmp}")
         except _Rejected:
             self._fail(table, cols)
+        except _DryRun as done:
+            inserted = done.inserted
         return IngestReport(table, inserted, cols.n - inserted)  # type: ignore[arg-type]
 
     @staticmethod

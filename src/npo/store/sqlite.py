@@ -184,16 +184,16 @@ class SQLiteStore(Store):
             db.execute("COMMIT")
 
     # -- ingestion ------------------------------------------------------------------------
-    def ingest_scenarios(self, batch: Batch) -> IngestReport:
-        return self._ingest("scenarios", V.scenario_columns(batch))
+    def ingest_scenarios(self, batch: Batch, *, dry_run: bool = False) -> IngestReport:
+        return self._ingest("scenarios", V.scenario_columns(batch), dry_run=dry_run)
 
-    def ingest_decisions(self, batch: Batch) -> IngestReport:
-        return self._ingest("decisions", V.decision_columns(batch, self._actions))
+    def ingest_decisions(self, batch: Batch, *, dry_run: bool = False) -> IngestReport:
+        return self._ingest("decisions", V.decision_columns(batch, self._actions), dry_run=dry_run)
 
-    def ingest_feedback(self, batch: Batch) -> IngestReport:
-        return self._ingest("feedback", V.feedback_columns(batch, self._actions))
+    def ingest_feedback(self, batch: Batch, *, dry_run: bool = False) -> IngestReport:
+        return self._ingest("feedback", V.feedback_columns(batch, self._actions), dry_run=dry_run)
 
-    def _ingest(self, table: str, cols: V.Columns) -> IngestReport:
+    def _ingest(self, table: str, cols: V.Columns, *, dry_run: bool = False) -> IngestReport:
         kind = table  # EventKind
         if cols.errors:
             self._fail(table, cols)
@@ -218,7 +218,7 @@ class SQLiteStore(Store):
                 failed = self._feedback_refs_bad(db, before)
             if not failed and inserted < len(rows):
                 failed = self._conflicts(db, table, before, rows, keep, given, inserted)
-            if failed:
+            if failed or dry_run:
                 db.execute("ROLLBACK")
                 db.execute("BEGIN")  # so that _tx's COMMIT has a transaction to end
         if failed:
