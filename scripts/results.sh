@@ -12,4 +12,6 @@ fi
 SEEDS="${SEEDS:-20}"
 STEPS="${STEPS:-1500}"
 BASE_SEED="${BASE_SEED:-0}"
-exec npo ablate --out docs --seeds "$SEEDS" --steps "$STEPS" --base-seed "$BASE_SEED" "$@"
+DRIVER_SEEDS="${DRIVER_SEEDS:-5}"
+exec npo ablate --out docs --seeds "$SEEDS" --steps "$STEPS" --base-seed "$BASE_SEED" \
+  --driver-seeds "$DRIVER_SEEDS" "$@"

@@ -178,3 +178,15 @@ def test_claim5_fixed_window_false_alarms_exceed_delta_cs_does_not() -> None:
     assert res["false_alarm_any"]["fixed-window"] > res["delta"]
     assert res["false_alarm_any"]["cs"] <= res["delta"]
     assert set(res["delays"]) == {"cs", "adwin", "pagehinkley"}
+
+
+def test_driver_engine_task_and_safe_runner() -> None:
+    from dataclasses import replace
+
+    from npo.simulation.ablation import _safe_task, run_task
+
+    (task,) = make_tasks(["full"], scenarios=["stationary"], seeds=1, steps=60, engine="driver")
+    rec = run_task(task)
+    assert rec["engine"] == "driver" and np.isfinite(rec["final_true_loss"])
+    bad = _safe_task(replace(task, engine="quantum"))
+    assert "engine" in bad["error"]

@@ -206,6 +206,14 @@ def register(app: typer.Typer) -> None:
                 "--experiment-seeds", help="Seeds of the convergence/monitor experiments."
             ),
         ] = None,
+        driver_seeds: Annotated[
+            int,
+            typer.Option(
+                "--driver-seeds",
+                help="Also run key cells on the store-backed loop (npo.loop) with this many "
+                "seeds (0: skip).",
+            ),
+        ] = 0,
         list_cells: Annotated[
             bool, typer.Option("--list-cells", help="List the ablation cells and exit.")
         ] = False,
@@ -254,6 +262,7 @@ def register(app: typer.Typer) -> None:
                 convergence_seeds=es if es is not None else min(seeds, 10),
                 monitor_seeds=es if es is not None else seeds,
                 engine=engine,
+                driver_seeds=driver_seeds,
             )
             n_tasks = len(plan_tasks(plan))
             t0 = time.perf_counter()
