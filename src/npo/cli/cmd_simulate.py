@@ -67,7 +67,11 @@ def register(app: typer.Typer) -> None:
         ] = "full",
         out: Annotated[
             str | None,
-            typer.Option("--out", help="Write the per-step series here (.parquet or .csv)."),
+            typer.Option(
+                "--out",
+                help="Per-step series file (.parquet or .csv); default "
+                "npo-simulate-<scenario>-seed<seed>.parquet in the current folder.",
+            ),
         ] = None,
         store: Annotated[
             str | None,
@@ -133,11 +137,10 @@ def register(app: typer.Typer) -> None:
                     "lambda": run.settings.tolerance,
                 }
                 name = run.scenario
-            written = None
-            if out is not None:
-                from npo.simulation.stream import write_series
+            from npo.simulation.stream import write_series
 
-                written = str(write_series(series, out))
+            target = out or f"npo-simulate-{name}-seed{seed}.parquet"
+            written = str(write_series(series, target))
             summary.update(
                 scenario=name,
                 seed=seed,

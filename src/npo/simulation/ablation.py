@@ -1560,6 +1560,18 @@ Each scenario runs {plan["steps"]} steps of 100 scenarios. Intervals across seed
 `mean ± t(0.975, n-1) · sd / sqrt(n)` (Student t over independent seeds; `–` = no finite
 value). Raw per-run records: `tables/runs.csv`.
 
+**Per-run metrics** (`npo.simulation.metrics`): `final_true_loss` = mean true loss of the
+served decisions over the last 10% of steps; `mean_excess_loss` = mean of `L_t - L*_t` (Bayes
+loss); `time_to_recovery` = steps from the policy's loss crossing lambda until it is back
+below for 20 steps (`recovered` = fraction of runs that did); `detection_delay` = steps from the
+first step with `L_t > lambda` after the change to the first trigger; `false_alarm_any` = a
+trigger while `L_t <= lambda` anywhere in the run; `meta_error_rate` = fraction of steps whose
+trigger state differs from `1[L_t > lambda]`, `fidelity_bound` = `delta + mean 1[|L_t - lambda|
+<= u_t - l_t]`; `estimation_error` = mean `|L_hat - L|` of a 100-step windowed Hajek estimate
+built from the feedback the cell collects; `final_estimate` its value at the end;
+`blind_spot_loss` = the policy's true loss inside the blind-spot region (last 10% of steps);
+`promotions` = validated policies promoted per run.
+
 ## Claim checks
 
 | claim | check | result |
@@ -1606,6 +1618,12 @@ Measured meta-alignment error (fraction of steps where the trigger state differs
 {fid_md}
 
 ![fidelity](figures/fidelity.png)
+
+Where reviewers' labels are not the people's preference (`noisy-reviewers`: 20% flipped
+labels; `adversarial-reviewers`) the estimate measures disagreement with the *reviewers*, so
+it is biased against the true loss (larger estimation error, alarms the ideal trigger calls
+false); the bound above accounts for the monitor's band, not for that bias.
+Reviewer diagnostics (`npo.estimation.reviewer_stats`) are the tool for those cases.
 
 ## 4. Alignment collapse (blind spot)
 
