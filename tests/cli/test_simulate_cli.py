@@ -85,7 +85,7 @@ def test_ablate_small_grid_writes_tables_figures_and_results(tmp_path) -> None: 
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["runs"] == 2 * 4 + 2 * 2 + 2
+    assert doc["runs"] == 2 * 4 + 2 * 2 + 2 * 4 + 2  # cells, collapse, feedback, fidelity
     assert set(doc["checks"]) and all(isinstance(v, bool) for v in doc["checks"].values())
     for f in (
         "results.md",

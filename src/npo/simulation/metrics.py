@@ -13,7 +13,8 @@ Per run (one seed), from the per-step series of :func:`npo.simulation.ablation.s
   threshold-fidelity bound ``delta + mean 1[|L_t - lambda| <= u_t - l_t]``;
 * ``estimation_error`` -- mean ``|L_hat_t - L_t|`` of a windowed Hajek estimate (the
   estimate the feedback switches would give) against the true loss over the same steps;
-* ``blind_spot_loss`` -- the policy's true loss inside the blind-spot region at the end.
+* ``blind_spot_loss`` -- the policy's true loss inside the blind-spot region at the end
+  (``blind_spot_loss_onset``: over the first 20 steps after the blind spot appears).
 
 Across seeds every metric is summarised as ``mean +- t_{0.975, n-1} sd / sqrt(n)`` (a
 Student-t interval over independent seeds; NaN values -- e.g. no recovery -- are dropped and
@@ -146,6 +147,9 @@ def run_metrics(
         if np.isfinite(est[-tail:]).any()
         else float("nan"),
         "blind_spot_loss": float(np.nanmean(bs[-tail:])) if np.isfinite(bs).any() else float("nan"),
+        "blind_spot_loss_onset": float(np.nanmean(bs[start : start + 20]))
+        if change_step is not None and np.isfinite(bs[start : start + 20]).any()
+        else float("nan"),
         "deferral_rate": float(np.mean(series["deferral_rate"])),
         "abstention_rate": float(np.nanmean(series["abstention_rate"]))
         if np.isfinite(series["abstention_rate"]).any()
