@@ -159,3 +159,18 @@ def test_abstentions_are_non_response_not_agreement(tmp_path: Path) -> None:
     ]
     assert abs(np.mean(honest) - 0.3) < 0.02
     assert abs(np.mean(as_like) - 0.18) < 0.02
+
+
+def test_rollback_serves_the_earlier_version_and_is_audited(tmp_path: Path) -> None:
+    loop = _loop(tmp_path)
+    v2 = _policy("v2", w=3.0)
+    loop.store.add_policy(v2.to_record())
+    loop.store.set_active_policy("v2", reason="test", evidence={})
+    loop.policy = v2
+    ev = loop.rollback("v1", reason="v2 misbehaves")
+    assert ev.kind == "rollback" and loop.policy.version == "v1"
+    assert loop.store.active_policy() == "v1"
+    last = loop.store.audit(kind="policy.activated")[-1].payload
+    assert last["version"] == "v1" and last["evidence"]["rollback_from"] == "v2"
+    b = loop.decide(np.ones((2, 1)), scenario_ids=["x", "y"])
+    assert b.policy_version == "v1"

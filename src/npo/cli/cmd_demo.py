@@ -68,12 +68,23 @@ def register(app: typer.Typer) -> None:
         _print_summary(summary, run, out, db)
 
 
+def demo_config() -> object:
+    """The demo's loop configuration: the incident scenario's actions and costs, lambda 0.14,
+    lambda_crit 0.30, 20% of automated decisions audited (exploration floor p_min = 0.2),
+    deferral budget 0.3, a recent window of 30 000 decisions."""
+    from npo.simulation import SCENARIOS
+    from npo.simulation.driver import default_config
+
+    return default_config(SCENARIOS["incident-remediation"], p_min=0.2)
+
+
 def _run(run_simulation, db: Path, seed: int, steps: int, per_step: int, quiet: bool):  # type: ignore[no-untyped-def]
     if quiet or not show_progress():
         return run_simulation(
             "incident-remediation",
             steps=steps,
             seed=seed,
+            config=demo_config(),
             store=str(db),
             scenarios_per_step=per_step,
         )
@@ -92,6 +103,7 @@ def _run(run_simulation, db: Path, seed: int, steps: int, per_step: int, quiet: 
             "incident-remediation",
             steps=steps,
             seed=seed,
+            config=demo_config(),
             store=str(db),
             scenarios_per_step=per_step,
             progress=lambda done, total: bar.update(task, completed=done),

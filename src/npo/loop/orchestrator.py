@@ -867,6 +867,17 @@ class AlignmentLoop:
         if self.override:
             self._fixed_in_override = True
 
+    def rollback(self, version: str, *, reason: str = "") -> LoopEvent:
+        """Serve an earlier policy version again (audited by the store), reset the monitor."""
+        from npo.policy.base import load_policy
+        from npo.policy.registry import rollback
+
+        self.flush()
+        done = rollback(self.store, version, reason=reason or "rollback by the operator")
+        self.policy = load_policy(self.store.get_policy(version), trusted=self.trusted)
+        self._after_fix()
+        return self._emit("rollback", {**done, "reason": reason}, audit=False)
+
     def close(self) -> None:
         """Flush what is buffered (the store stays open: it belongs to the caller)."""
         self.flush()

@@ -271,6 +271,7 @@ def write_run_report(
         "- The band is the monitor's time-uniform confidence sequence over its recent window.",
         f"- Per-step data: `series.parquet`; summary: `summary.json`. Options: "
         f"`{json.dumps(run.options)}`.",
+        f"- Loop configuration: `{json.dumps(run.config)}`.",
         "",
     ]
     paths["report"] = out / "report.md"

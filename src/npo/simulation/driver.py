@@ -95,7 +95,7 @@ class SimulationRun:
     seconds: float
     store_path: str | None = None
     audit_head: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -147,6 +147,7 @@ class SimulationRun:
             "overrides": [e for e in self.events if e["kind"].startswith("override")],
             "policy_versions": self.policy_versions,
             "counts": self.counts,
+            "config": self.config,
         }
         m = self.meta_alignment()
         out["meta_alignment"] = {
@@ -190,7 +191,7 @@ def default_config(spec: ScenarioSpec, **overrides: Any) -> Any:
         "p_min": spec.review_rate,
         "deferral_budget": 0.3,
         "costs": {"c_defer": spec.c_defer, "matrix": spec.costs},
-        "retrain": {"min_feedback": 2000, "min_steps_between": 25, "max_per_day": 96},
+        "retrain": {"min_feedback": 3000, "min_steps_between": 40, "max_per_day": 96},
         "monitor": {"window": 30_000},
     }
     data.update(overrides)
@@ -333,6 +334,7 @@ def run_simulation(
         seconds=time.perf_counter() - t_start,
         store_path=None if store_path == ":memory:" else store_path,
         audit_head=audit_head,
+        config=config.model_dump(mode="json", by_alias=True),
     )
 
 
