@@ -174,3 +174,23 @@ def test_rollback_serves_the_earlier_version_and_is_audited(tmp_path: Path) -> N
     assert last["version"] == "v1" and last["evidence"]["rollback_from"] == "v2"
     b = loop.decide(np.ones((2, 1)), scenario_ids=["x", "y"])
     assert b.policy_version == "v1"
+
+
+def test_reviewer_disagreement_is_monitored(tmp_path: Path) -> None:
+    """Two reviewers per decision who disagree half the time: the disagreement monitor's
+    estimate is about 0.5 and it fires above its tolerance (0.3), audited."""
+    loop = _loop(tmp_path, config=_config(monitor={"window": None}))
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        b = loop.decide(np.zeros((100, 1)), scenario_ids=[f"{step}-{i}" for i in range(100)])
+        idx = np.flatnonzero(b.review)
+        first = rng.integers(0, 2, idx.size)
+        second = np.where(rng.random(idx.size) < 0.5, first, 1 - first)
+        ids = [b.decision_id[i] for i in idx]
+        for who, lab in (("r1", first), ("r2", second)):
+            loop.receive(ids, np.where(lab == 0, 0, 1), lab, reviewer_ids=[who] * idx.size)
+    est = loop.disagreement_monitor.status.estimate
+    assert abs(est - 0.5) < 0.05
+    assert any(e.kind == "disagreement.trigger" for e in loop.events)
+    loop.flush()
+    assert loop.store.audit(kind="loop.disagreement.trigger")

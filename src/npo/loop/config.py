@@ -23,6 +23,7 @@ Example ``npo.toml``::
     [monitor]              # optional
     window = 4000          # decisions in the monitor's "recent" horizon
     abstention_tolerance = 0.25
+    disagreement_tolerance = 0.3
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class MonitorConfig(BaseModel):
         default=4000, ge=10, description="decisions in the recent horizon (None: since reset)"
     )
     abstention_tolerance: float = Field(default=0.25, gt=0.0, lt=1.0)
+    disagreement_tolerance: float = Field(default=0.3, gt=0.0, lt=1.0)
     response_floor: float = Field(
         default=0.8,
         gt=0.0,

@@ -13,12 +13,15 @@ override) and ``Z_i = 0`` for an abstention. ``r̂`` is the running share of rev
 gave a label (clipped below at ``monitor.response_floor``): abstention is treated as
 *random non-response* with its own estimated response propensity, so the labelled reviews
 stand in for the abstained ones — never as agreement. Then ``E[Z_i] = L`` when abstaining
-is independent of the cost given the decision; when people abstain more on hard cases
-(where the policy errs more) the estimate is biased *downwards* by at most the abstention
-rate times ``C_max`` (the abstention sensitivity interval of ``npo report`` bounds it).
-Abstentions also feed the abstention-rate monitor. ``d_i`` is always the *policy's* own
-decision: in OVERRIDE mode the served decision is DEFER (or the fallback's), and the
-policy's shadow decision is measured, so the monitor keeps measuring the policy.
+is independent of the cost given the decision; otherwise the bias is at most the abstention
+rate times ``C_max`` in size, and *downwards* when people abstain more on hard cases (where
+the policy errs more); the abstention sensitivity interval of ``npo report`` bounds it.
+Abstentions also feed the abstention-rate monitor; when several people label the same
+decision, each further label feeds the reviewer-disagreement monitor with
+``1[label ≠ first label]`` (an unbiased estimate of the pairwise disagreement rate).
+``d_i`` is always the *policy's* own decision: in OVERRIDE mode the served decision is
+DEFER (or the fallback's), and the policy's shadow decision is measured, so the monitor
+keeps measuring the policy.
 Observations lie in ``[0, C_max / (p_min · response_floor)]`` (the monitor's scale).
 
 Without IPW (ablation ``ipw=False``) automated decisions are never reviewed, every
@@ -39,7 +42,7 @@ from npo.domain import DEFER_CODE, KIND_ABSTAIN, KIND_LIKE, KIND_OVERRIDE, Feedb
 from npo.errors import ItemError, ValidationFailed
 from npo.loop.config import LoopConfig
 from npo.loop.options import LoopOptions
-from npo.monitor import AbstentionMonitor, Monitor, TriggerState
+from npo.monitor import AbstentionMonitor, DisagreementMonitor, Monitor, TriggerState
 from npo.policy import OnlineSoftmaxRegression, Policy, ReviewSampler, SoftmaxLinearPolicy
 from npo.policy import decide as decide_codes
 from npo.policy.decide import ThresholdTable
@@ -216,6 +219,10 @@ class AlignmentLoop:
             delta=config.delta,
             window=config.monitor.window,
         )
+        dis = config.monitor.disagreement_tolerance
+        self.disagreement_monitor = DisagreementMonitor(
+            dis, min(0.999, 2 * dis), delta=config.delta, window=config.monitor.window
+        )
         self.tuner = tuner or ThresholdTuner(
             per="global", deferral_budget=config.deferral_budget, delta=config.delta
         )
@@ -230,6 +237,7 @@ class AlignmentLoop:
         self._fixed_in_override = False
         self._state = TriggerState.OK
         self._abst_state = TriggerState.OK
+        self._dis_state = TriggerState.OK
         self._retrain_since_us: int | None = None
         self._last_attempt_step: int | None = None
         self._attempt_times: list[int] = []
@@ -241,7 +249,7 @@ class AlignmentLoop:
         # decision id -> (served, shadow, propensity, top action, generation)
         self._decisions: dict[str, tuple[int, int, float, int, int]] = {}
         self._gen = 0  # bumped when a new policy / thresholds start serving
-        self._measured: set[str] = set()
+        self._measured: dict[str, int] = {}  # decision id -> first label (-1: none yet)
         self._pending: dict[str, list[Any]] = {"scen": [], "dec": [], "fb": []}
         self._pending_steps = 0
         self._batch_start = 0
@@ -541,11 +549,20 @@ class AlignmentLoop:
         self.counts["feedback"] += n
         first = np.zeros(n, dtype=bool)
         measured = self._measured
+        disagree: list[float] = []
         for i in np.flatnonzero(known):
             d = dids[i]
-            if d not in measured:  # one observation per decision: its first feedback
-                measured.add(d)
+            prev = measured.get(d)
+            if prev is None:  # one loss observation per decision: its first feedback
+                measured[d] = int(y[i]) if k[i] != KIND_ABSTAIN else -1
                 first[i] = True
+            elif k[i] != KIND_ABSTAIN:  # a further label: does it agree with the first?
+                if prev >= 0:
+                    disagree.append(float(y[i] != prev))
+                else:
+                    measured[d] = int(y[i])
+        if disagree:
+            self._observe_disagreement(np.asarray(disagree))
         # about a rule that no longer serves: not evidence about this one
         cur = first & (gen == self._gen)
         abst = cur & (k == KIND_ABSTAIN)
@@ -657,6 +674,20 @@ class AlignmentLoop:
                 },
             )
             self._abst_state = st
+
+    def _observe_disagreement(self, x: np.ndarray) -> None:
+        self.disagreement_monitor.update(x)
+        st = self.disagreement_monitor.state
+        if st != self._dis_state:
+            self._emit(
+                "disagreement.trigger",
+                {
+                    "from": self._dis_state.name,
+                    "to": st.name,
+                    "evidence": self.disagreement_monitor.status.to_dict(),
+                },
+            )
+            self._dis_state = st
 
     def _emit(self, kind: str, payload: dict[str, Any], *, audit: bool = True) -> LoopEvent:
         step = max(0, self.step - 1)  # the step of the last decided batch
