@@ -30,6 +30,12 @@ def _smooth(x: np.ndarray, w: int, weights: np.ndarray | None = None) -> np.ndar
 
 
 def _marks(ax: Any, run: Any) -> None:
+    ov = np.asarray(run.series["override"]).astype(bool)
+    if ov.any():
+        edges = np.flatnonzero(np.diff(np.r_[0, ov.astype(np.int8), 0]))
+        for i, (a, b) in enumerate(zip(edges[::2], edges[1::2], strict=True)):
+            label = "OVERRIDE: people decide" if i == 0 else None
+            ax.axvspan(a, b, color="tab:purple", alpha=0.08, lw=0, label=label)
     if run.change_step is not None and run.change_step < run.steps:
         ax.axvline(run.change_step, color="0.3", ls=":", lw=1.2, label="preference change")
     first = True
@@ -94,8 +100,6 @@ def plot_run(run: Any, out_dir: str | Path) -> dict[str, Path]:
         label="ideal trigger 1[L > λ]", lw=0,
     )  # fmt: skip
     ax.step(t, s["state"], where="post", color="tab:red", lw=1.5, label="monitor state")
-    ax.step(t, s["override"] * 2.15, where="post", color="tab:purple", lw=1, ls=":",
-            label="override (people decide)")  # fmt: skip
     _marks(ax, run)
     ax.set_yticks([0, 1, 2], ["OK", "RETRAIN", "OVERRIDE"])
     ax.set_ylim(-0.1, 2.3)
