@@ -177,7 +177,10 @@ def test_claim5_fixed_window_false_alarms_exceed_delta_cs_does_not() -> None:
     res = monitor_experiment(seeds=3, steps=400, base_seed=3)
     assert res["false_alarm_any"]["fixed-window"] > res["delta"]
     assert res["false_alarm_any"]["cs"] <= res["delta"]
-    assert set(res["delays"]) == {"cs", "adwin", "pagehinkley"}
+    assert set(res["delays"]) == {"cs", "edetector", "adwin", "pagehinkley"}
+    assert res["matched_false_alarm"]["edetector"] <= res["delta"]  # its guaranteed level
+    # after the change every monitor fires (finite delay); the CS monitor after the change
+    assert all(np.isfinite(d) for d in res["delays"]["cs"]) and min(res["delays"]["cs"]) >= 0
 
 
 def test_driver_engine_task_and_safe_runner() -> None:
