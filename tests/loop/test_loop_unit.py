@@ -194,3 +194,39 @@ def test_reviewer_disagreement_is_monitored(tmp_path: Path) -> None:
     assert any(e.kind == "disagreement.trigger" for e in loop.events)
     loop.flush()
     assert loop.store.audit(kind="loop.disagreement.trigger")
+
+
+def test_records_api_config_file_and_repeated_ids(tmp_path: Path) -> None:
+    from npo.domain import Feedback
+
+    toml = tmp_path / "npo.toml"
+    toml.write_text(
+        'actions = ["approve", "reject"]\nlambda = 0.2\nlambda_crit = 0.5\np_min = 0.2\n'
+        "[monitor]\nwindow = 500\nabstention_tolerance = 0.4\n"
+    )
+    cfg = LoopConfig.from_file(toml)
+    assert cfg.monitor.window == 500 and cfg.monitor.abstention_tolerance == 0.4
+    loop = _loop(tmp_path, config=cfg)
+    b = loop.decide(np.zeros((3, 1)), scenario_ids=["a", "b", "c"])
+    events = loop.receive_records(
+        [
+            Feedback(id="f1", decision_id=b.decision_id[0], reviewer_id="ann", kind="like"),
+            Feedback(
+                id="f2",
+                decision_id=b.decision_id[1],
+                reviewer_id="bob",
+                kind="override",
+                action="reject",
+            ),
+            Feedback(id="f3", decision_id=b.decision_id[2], reviewer_id="cy", kind="abstain"),
+        ]
+    )
+    assert events == []
+    assert loop.counts["labelled"] == 2 and loop.counts["abstained"] == 1
+    loop.flush()
+    lab = loop.store.labelled()
+    assert sorted(lab.feedback_id.tolist()) == ["f1", "f2", "f3"]
+    with pytest.raises(ValidationFailed, match="decision_ids"):
+        loop.decide(np.zeros((1, 1)), scenario_ids=["a"])  # d-a was decided already
+    with pytest.raises(ValidationFailed, match="decision_ids"):
+        loop.decide(np.zeros((2, 1)), scenario_ids=["x", "x"])

@@ -349,6 +349,13 @@ class AlignmentLoop:
         dids = [f"d-{s}" for s in sids] if decision_ids is None else [str(d) for d in decision_ids]
         if len(dids) != n:
             raise _bad("decision_ids", f"needs one id per row ({n}), got {len(dids)}")
+        dup = [d for d in dict.fromkeys(dids) if d in self._decisions]
+        if len(set(dids)) != n or dup:
+            raise _bad(
+                "decision_ids",
+                "must be new and unique"
+                + (f"; already decided: {dup[:5]}" if dup else "; repeated within the batch"),
+            )
         segs = ["default"] * n if segments is None else [str(g) for g in segments]
         if len(segs) != n:
             raise _bad("segments", f"needs one segment per row ({n}), got {len(segs)}")
