@@ -245,7 +245,8 @@ class AlignmentLoop:
         self._n_label = 0
         self._n_abstain = 0
         self._n_label_at_trigger = 0
-        self._pending_zeros = 0
+        self._pending_zeros: list[np.ndarray] = []  # decision numbers of unreviewed ones
+        self._seq = 0  # decisions made so far (their order)
         # decision id -> (served, shadow, propensity, top action, generation)
         self._decisions: dict[str, tuple[int, int, float, int, int]] = {}
         self._gen = 0  # bumped when a new policy / thresholds start serving
@@ -392,6 +393,8 @@ class AlignmentLoop:
                     ratio = cap / m
                     prop = np.where(deferred, 1.0, np.maximum(prop * ratio, 1e-6))
         best = np.argmax(scores, axis=1)
+        seq0 = self._seq
+        self._seq += n
         for i, d in enumerate(dids):
             self._decisions[d] = (
                 int(served[i]),
@@ -399,6 +402,7 @@ class AlignmentLoop:
                 float(prop[i]),
                 int(best[i]),
                 self._gen,
+                seq0 + i,
             )
         self._pending["scen"].append((sids, x, segs, ts))
         self._pending["dec"].append(
@@ -413,7 +417,7 @@ class AlignmentLoop:
         self._pending_steps += 1
         n_events = len(self.events)
         if self.sampler is not None:  # unreviewed: Z = 0, fed with the next feedback batch
-            self._pending_zeros += int((~review).sum())
+            self._pending_zeros.append(seq0 + np.flatnonzero(~review))
         if self._pending_steps >= self.flush_every:
             self.flush()
         self._react()
@@ -494,18 +498,24 @@ class AlignmentLoop:
         else:
             keep = np.ones(n, dtype=bool)
         self.counts["dropped_feedback"] += int(n - keep.sum())
-        obs = np.empty(0)
+        obs, seq = np.empty(0), np.empty(0, dtype=np.int64)
         if keep.any():
             idx = np.flatnonzero(keep)
             dids = [dids[i] for i in idx]
             fids = [fids[i] for i in idx]
             rids = [rids[i] for i in idx]
             kind, lab, ts = kind[idx], lab[idx], ts[idx]
-            obs = self._measure(dids, fids, rids, kind, lab, ts)
-        pending = self._pending_zeros
-        self._pending_zeros = 0
-        if pending or obs.size:
-            self._observe(np.concatenate([np.zeros(pending), obs]))
+            obs, seq = self._measure(dids, fids, rids, kind, lab, ts)
+        zeros = self._pending_zeros
+        self._pending_zeros = []
+        if zeros or obs.size:
+            # in decision order: each term at its decision's position (terms of decisions
+            # older than the unreviewed ones pending come first), so that the order in
+            # which values reach the monitor does not depend on the values
+            z = np.concatenate(zeros) if zeros else np.empty(0, dtype=np.int64)
+            allseq = np.concatenate([z, seq])
+            vals = np.concatenate([np.zeros(z.size), obs])
+            self._observe(vals[np.argsort(allseq, kind="stable")])
         self._react()
         return self.events[n_events:]
 
@@ -517,10 +527,11 @@ class AlignmentLoop:
         kind: np.ndarray,
         lab: np.ndarray,
         ts: np.ndarray,
-    ) -> np.ndarray:
-        """Stage the feedback for storage; return the monitor's observations (module doc)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stage the feedback for storage; return the monitor's observations (module doc)
+        and the numbers (order) of their decisions."""
         n = len(dids)
-        missing = (DEFER_CODE, DEFER_CODE, 1.0, 0, -1)
+        missing = (DEFER_CODE, DEFER_CODE, 1.0, 0, -1, -1)
         infos = [self._decisions.get(d) for d in dids]
         known = np.fromiter((i is not None for i in infos), dtype=bool, count=n)
         if not known.all():
@@ -533,12 +544,13 @@ class AlignmentLoop:
                 what="feedback",
             )
         info = np.array([missing if i is None else i for i in infos], dtype=np.float64)
-        info = info.reshape(n, 5)
+        info = info.reshape(n, 6)
         served = info[:, 0].astype(np.int64)
         shadow = info[:, 1].astype(np.int64)
         p = info[:, 2]
         best = info[:, 3].astype(np.int64)
         gen = info[:, 4].astype(np.int64)
+        order = info[:, 5].astype(np.int64)
         k = kind.copy()
         y = np.where(k == KIND_OVERRIDE, lab, -1)
         y = np.where((k == KIND_LIKE) & known, served, y)
@@ -584,8 +596,9 @@ class AlignmentLoop:
         self.counts["labelled"] += n_lbl
         cost = self._c[shadow[lbl], y[lbl]]
         if self.sampler is None:
-            return cost
-        return np.concatenate([cost / (p[lbl] * r_hat), np.zeros(n_abst)])
+            return cost, order[lbl]
+        vals = np.where(lbl, self._c[shadow, np.maximum(y, 0)] / (p * r_hat), 0.0)
+        return vals[cur], order[cur]
 
     # ------------------------------------------------------------------ storage
     def flush(self) -> None:
