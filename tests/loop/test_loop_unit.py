@@ -120,6 +120,8 @@ def test_override_mode_serves_fallback_and_measures_the_policy(tmp_path: Path) -
     "kind", ["cs", "edetector", "fixed_window", "adwin", "page_hinkley", "null"]
 )
 def test_every_monitor_choice_builds_and_runs(kind: str) -> None:
+    if kind in ("adwin", "page_hinkley"):
+        pytest.importorskip("river")  # the 'peers' extra
     m = make_monitor(_config(), LoopOptions(monitor=kind))  # type: ignore[arg-type]
     states = m.update(np.zeros(50))
     assert states.shape == (50,) and int(m.state) == 0
