@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate docs/results.md, docs/tables/ and docs/figures/ (every number and plot of the
-# results page) with one command. Same seed, same numbers: the tables are byte-identical.
+# Regenerate docs/results.md and docs/figures/ (PNG plots; CSV/Markdown tables in
+# docs/figures/tables/): every number and plot of the results page, with one command.
+# Same seed, same numbers: the tables are byte-identical.
 #   scripts/results.sh                 # full grid: 20 seeds per cell (~10-15 min on 2 cores)
 #   SEEDS=5 scripts/results.sh         # a quicker preview
 set -euo pipefail
@@ -14,4 +15,4 @@ STEPS="${STEPS:-1500}"
 BASE_SEED="${BASE_SEED:-0}"
 DRIVER_SEEDS="${DRIVER_SEEDS:-5}"
 exec npo ablate --out docs --seeds "$SEEDS" --steps "$STEPS" --base-seed "$BASE_SEED" \
-  --driver-seeds "$DRIVER_SEEDS" "$@"
+  --driver-seeds "$DRIVER_SEEDS" --tables-dir figures/tables "$@"

@@ -217,6 +217,10 @@ def register(app: typer.Typer) -> None:
                 "seeds (0: skip).",
             ),
         ] = 0,
+        tables_dir: Annotated[
+            str,
+            typer.Option("--tables-dir", help="Folder for the CSV/Markdown tables, under --out."),
+        ] = "tables",
         list_cells: Annotated[
             bool, typer.Option("--list-cells", help="List the ablation cells and exit.")
         ] = False,
@@ -284,7 +288,7 @@ def register(app: typer.Typer) -> None:
                     study = run_study(plan, workers=workers, progress=progress)
             else:
                 study = run_study(plan, workers=workers)
-            res = write_study(study, Path(out))
+            res = write_study(study, Path(out), tables_dir=tables_dir)
             secs = time.perf_counter() - t0
             if as_json:
                 emit_json(

@@ -6,7 +6,18 @@ hand decisions to people on OVERRIDE -- against a seeded :class:`~npo.simulation
 and :class:`~npo.simulation.ReviewerPool`, in memory, from the statistical core only
 (learner, tuner, validator, monitors). It records one row per step (true and estimated
 loss with the monitor's band, trigger state vs ideal, deferral and abstention rates,
-policy version, review counts, blind-spot loss).
+policy version, review counts, blind-spot loss). It is the fast, store-free replica of the
+audited loop (:class:`npo.loop.AlignmentLoop`, driven by
+:func:`npo.simulation.driver.run_simulation`), written for the ablation grid: hundreds of
+runs in minutes, with ground truth the store-backed loop does not record (the loss inside a
+blind spot, the monitor's observation stream). ``engine="driver"`` runs grid cells through
+the store-backed loop instead (its arms: :data:`DRIVER_ARMS`).
+
+Loop policy: the first policy is trained on a fully labelled pilot; a candidate is trained
+when the monitor raises RETRAIN (on the feedback since shortly before the alarm) and every
+``retrain_every`` steps anyway (on the feedback since the last attempt); either way it is
+promoted only if :class:`~npo.validation.PolicyValidator` finds it better on later feedback
+it never trained on, judged at the incumbent's thresholds (retuned after promotion).
 
 :class:`Switches` turn parts of NPO off (the ablation study, SPEC section 5):
 
@@ -29,9 +40,11 @@ is imputed with the Hajek mean of the labelled costs seen so far (missing at ran
 the past; the abstention-sensitivity interval of :mod:`npo.estimation` gives the
 assumption-free bracket).
 
-:func:`run_grid` runs cells x seeds in parallel (``ProcessPoolExecutor``, each run seeded
-from ``SeedSequence([base_seed, cell, rep])`` so results do not depend on scheduling) and
-returns records sorted by ``(cell, rep)``.
+:func:`run_grid` runs cells x seeds in parallel (``ProcessPoolExecutor``; each run's world
+is seeded from ``SeedSequence([base_seed, scenario block, rep])``, shared by the cells of a
+block -- a paired design -- so results do not depend on scheduling) and returns records
+sorted by ``(block, scenario, cell, rep)``; :func:`run_study` adds the convergence and
+monitor experiments and :func:`write_study` the tables, figures and ``results.md``.
 """
 
 from __future__ import annotations
@@ -48,14 +61,26 @@ from npo.errors import ItemError, ValidationFailed
 
 __all__ = [
     "ABLATION_CELLS",
+    "DRIVER_ARMS",
+    "ENGINES",
+    "GRID_METRICS",
     "GridTask",
     "LoopRun",
     "LoopSettings",
+    "StudyPlan",
     "Switches",
+    "convergence_experiment",
+    "driver_metrics",
+    "make_tasks",
+    "monitor_experiment",
+    "plan_tasks",
     "run_grid",
+    "run_study",
     "run_task",
     "simulate_loop",
+    "study_checks",
     "task_seed",
+    "write_study",
 ]
 
 FeedbackMode = Literal["full", "abstain-as-like", "likes-only", "overrides-only"]
@@ -865,10 +890,6 @@ def settings_from(data: Mapping[str, Any] | None) -> LoopSettings:
         raise _bad("settings", str(exc)) from None
 
 
-def describe(sw: Switches) -> dict[str, Any]:
-    return asdict(sw)
-
-
 def iter_cells(names: Iterable[str] | None) -> dict[str, Switches]:
     if names is None:
         return dict(ABLATION_CELLS)
@@ -1505,21 +1526,27 @@ def study_checks(study: Mapping[str, Any]) -> dict[str, bool]:
 
 
 def write_study(
-    study: Mapping[str, Any], out_dir: Any, *, title: str = "NPO results"
+    study: Mapping[str, Any],
+    out_dir: Any,
+    *,
+    title: str = "NPO results",
+    tables_dir: str = "tables",
 ) -> dict[str, Any]:
-    """Write ``results.md``, ``tables/*.csv|md`` and ``figures/*.png`` under ``out_dir``.
+    """Write ``results.md``, ``<tables_dir>/*.csv|md`` (relative to ``out_dir``) and
+    ``figures/*.png`` under ``out_dir``.
     Tables hold only numbers derived from sorted records, so equal seeds give byte-identical
     tables."""
     from pathlib import Path
 
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
+    tables = out / tables_dir
+    tables.mkdir(parents=True, exist_ok=True)
     plan = study["plan"]
-    write_csv(study["records"], out / "tables" / "runs.csv")
-    write_csv(study["main"], out / "tables" / "ablation.csv")
-    write_csv(study["collapse"], out / "tables" / "collapse.csv")
-    write_csv(study["fidelity"], out / "tables" / "fidelity.csv")
+    write_csv(study["records"], tables / "runs.csv")
+    write_csv(study["main"], tables / "ablation.csv")
+    write_csv(study["collapse"], tables / "collapse.csv")
+    write_csv(study["fidelity"], tables / "fidelity.csv")
     key_metrics = (
         "final_true_loss",
         "mean_excess_loss",
@@ -1533,7 +1560,7 @@ def write_study(
         "promotions",
     )
     abl_md = summary_markdown(study["main"], key_metrics, "cell")
-    (out / "tables" / "ablation.md").write_text(abl_md + "\n", encoding="utf-8")
+    (tables / "ablation.md").write_text(abl_md + "\n", encoding="utf-8")
     coll_md = summary_markdown(
         study["collapse"],
         ("blind_spot_loss", "final_true_loss", "final_estimate", "estimation_error", "promotions"),
@@ -1544,7 +1571,7 @@ def write_study(
         ("meta_error_rate", "fidelity_bound", "final_true_loss", "estimation_error"),
         "scenario",
     )
-    (out / "tables" / "fidelity.md").write_text(fid_md + "\n", encoding="utf-8")
+    (tables / "fidelity.md").write_text(fid_md + "\n", encoding="utf-8")
     seed = plan["base_seed"]
     examples = {
         f"{plan['main_scenario']}: full NPO": simulate_loop(
@@ -1593,7 +1620,7 @@ def write_study(
         ),
         "cell",
     )
-    write_csv(study["feedback"], out / "tables" / "feedback.csv")
+    write_csv(study["feedback"], tables / "feedback.csv")
     ex_run = examples[f"{plan['main_scenario']}: full NPO"]
     ev = "; ".join(f"step {s}: {k}" for s, k, _ in ex_run.events if k != "retune")
     md = (
@@ -1601,7 +1628,8 @@ def write_study(
 
 Every number and figure on this page is regenerated by one command,
 `scripts/results.sh` (which runs `npo ablate --out docs --seeds {plan["seeds"]} --steps
-{plan["steps"]} --base-seed {plan["base_seed"]}`). Same seed, same numbers: the tables are
+{plan["steps"]} --base-seed {plan["base_seed"]} --driver-seeds {plan["driver_seeds"]}
+--tables-dir {tables_dir}`). Same seed, same numbers: the tables are
 byte-identical across runs and worker counts (records are sorted before aggregation; each run
 is seeded from `SeedSequence([base_seed, scenario, rep])`).
 
@@ -1617,7 +1645,7 @@ promote / reject, OVERRIDE -> every scenario to people until a validated promoti
 plus a scheduled candidate every {st.retrain_every} steps (also validation-gated).
 Each scenario runs {plan["steps"]} steps of 100 scenarios. Intervals across seeds are
 `mean ± t(0.975, n-1) · sd / sqrt(n)` (Student t over independent seeds; `–` = no finite
-value). Raw per-run records: `tables/runs.csv`.
+value). Raw per-run records: `{tables_dir}/runs.csv`; summaries: `{tables_dir}/*.csv`.
 
 **Per-run metrics** (`npo.simulation.metrics`): `final_true_loss` = mean true loss of the
 served decisions over the last 10% of steps; `mean_excess_loss` = mean of `L_t - L*_t` (Bayes
