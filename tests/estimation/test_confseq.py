@@ -170,3 +170,16 @@ def test_bad_observations_are_rejected_with_field_and_index():
         BettingCS(delta=0)
     with pytest.raises(ValidationFailed, match="window"):
         RestartedCS(window=1)
+
+
+def test_restarted_cs_follows_a_change_instead_of_pinning_to_the_old_level() -> None:
+    """0.05 -> 0.25 while the window still straddles the change: the upper bound must rise
+    with the data (a running intersection inside the base CS pinned it at ~0.056)."""
+    from npo.estimation.confseq import RestartedCS
+
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.random(20_000) < 0.05, rng.random(10_000) < 0.25]).astype(float)
+    b = RestartedCS(window=20_000, delta=0.05).update(x)
+    assert np.all(b.lower <= b.upper)
+    assert b.upper[25_000] > 0.075
+    assert b.upper[29_000] > b.upper[25_000] > b.upper[22_000]

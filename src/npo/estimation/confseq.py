@@ -379,7 +379,8 @@ class RestartedCS:
     average of the conditional means of the observations it covers (the last ``n_t``);
     in particular, if the mean was constant over those observations, it contains that
     mean. Older data never enters, so after a change the band moves within ``window``
-    steps.
+    steps. The base CSs report their current interval, not a running intersection, so
+    the band is never pinned to a pre-change level.
     """
 
     def __init__(
@@ -398,7 +399,10 @@ class RestartedCS:
         self.window = int(window)
         self.stride = self.window // 2
         self.horizon = None if horizon is None else int(horizon)
-        self.factory = factory or (lambda d: EmpiricalBernsteinCS(d))
+        # No running intersection inside the base CSs: it is valid under a constant mean
+        # but after a change it pins the band to the old level (upper < the new estimate);
+        # a "recent" sequence exists precisely to follow changes.
+        self.factory = factory or (lambda d: EmpiricalBernsteinCS(d, running_intersection=False))
         self.reset()
 
     def level(self, j: int) -> float:
