@@ -123,9 +123,11 @@ def _print_summary(summary: dict, run, out: Path, db: Path) -> None:  # type: ig
     t.add_row("steps / decisions", f"{run.steps} / {run.counts['decisions']}")
     t.add_row("λ / λ_crit", f"{run.lambda_:g} / {run.lambda_crit:g}")
     t.add_row("preference change at step", _f(summary["change_step"]))
-    t.add_row("true loss before the change", _f(summary["true_loss_before_change"]))
-    t.add_row("true loss after the change", _f(summary["true_loss_after_change"]))
-    t.add_row("true loss at the end", _f(summary["true_loss_final"]))
+    t.add_row("alignment loss before the change", _f(summary["loss_before_change"]))
+    t.add_row(
+        "after the change, until a promotion", _f(summary["loss_after_change_until_promotion"])
+    )
+    t.add_row("at the end (last 10% of steps)", _f(summary["loss_final"]))
     t.add_row("deferral / abstention rate", f"{_f(summary['deferral_rate'])} / "
               f"{_f(summary['abstention_rate'])}")  # fmt: skip
     m = summary["meta_alignment"]

@@ -223,12 +223,16 @@ def write_run_report(
         "",
         "| quantity | value |",
         "|---|---|",
-        f"| true loss before the change | {_fmt(summary['true_loss_before_change'])} |",
+        "| alignment loss (vs reviewers' labels, the quantity λ bounds): before the "
+        f"change | {_fmt(summary['loss_before_change'])} |",
+        f"| … after the change, until a promotion | "
+        f"{_fmt(summary['loss_after_change_until_promotion'])} |",
+        f"| … at the end (last 10%) | {_fmt(summary['loss_final'])} |",
+        f"| true loss (vs people's preferences) before the change | "
+        f"{_fmt(summary['true_loss_before_change'])} |",
         f"| true loss after the change (whole remainder) | "
         f"{_fmt(summary['true_loss_after_change'])} |",
         f"| true loss at the end (last 10%) | {_fmt(summary['true_loss_final'])} |",
-        f"| loss of the policy against reviewers' labels, end | "
-        f"{_fmt(summary['policy_loss_final'])} |",
         f"| Bayes loss at the end | {_fmt(summary['bayes_loss_final'])} |",
         f"| deferral rate (mean) | {_fmt(summary['deferral_rate'])} |",
         f"| abstention rate | {_fmt(summary['abstention_rate'])} |",

@@ -114,6 +114,11 @@ class SimulationRun:
             s["policy_loss"][sl], s["state"][sl], self.lambda_, width=width[sl], delta=self.delta
         )
 
+    def _first_promotion_after(self, step: int) -> int | None:
+        later = [int(e["step"]) for e in self.events if e["kind"] == "promotion"]
+        later = [t for t in later if t >= step]
+        return min(later) if later else None
+
     def summary(self) -> dict[str, Any]:
         """Headline numbers: loss before / after the change and at the end, triggers,
         promotions, meta-alignment vs bound."""
@@ -133,6 +138,12 @@ class SimulationRun:
             "lambda": self.lambda_,
             "lambda_crit": self.lambda_crit,
             "change_step": c,
+            # the policy's loss vs reviewers' labels is the quantity λ refers to
+            "loss_before_change": mean(s["policy_loss"][: c or n]),
+            "loss_after_change_until_promotion": None
+            if c is None
+            else mean(s["policy_loss"][c : self._first_promotion_after(c) or n]),
+            "loss_final": mean(s["policy_loss"][-tail:]),
             "true_loss_before_change": mean(s["true_loss"][: c or n]),
             "true_loss_after_change": None if c is None else mean(s["true_loss"][c:]),
             "true_loss_final": mean(s["true_loss"][-tail:]),
