@@ -105,3 +105,23 @@ def test_ablate_small_grid_writes_tables_figures_and_results(tmp_path) -> None: 
     assert (out / "tables" / "ablation.csv").read_bytes() == first
     res = runner.invoke(app, ["ablate", "--seeds", "1", "--json"])
     assert res.exit_code == 2 and "--seeds" in res.stdout
+
+
+def test_simulate_user_settings_reach_the_loop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = ["simulate", "stationary", "--steps", "80", "--json"]
+    res = runner.invoke(
+        app,
+        [*base, "--engine", "memory", "--set", "lambda=0.12", "--set", "p_min=0.05",
+         "--out", str(tmp_path / "m.csv")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["lambda"] == 0.12
+    res = runner.invoke(app, [*base, "--set", "lambda=0.2", "--out", str(tmp_path / "d.csv")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["lambda"] == 0.2
+    res = runner.invoke(app, [*base, "--engine", "memory", "--set", "bogus=1"])
+    assert res.exit_code == 2 and "bogus" in res.stdout
+    res = runner.invoke(app, [*base, "--set", "p_min=3"])
+    assert res.exit_code == 2 and "p_min" in res.stdout
+    res = runner.invoke(app, [*base, "--set", "novalue"])
+    assert res.exit_code == 2 and "--set" in res.stdout

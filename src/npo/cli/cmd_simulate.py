@@ -14,7 +14,7 @@ from rich.table import Table
 from npo.cli.common import JsonOption, cli_errors, console, emit_json, err_console, show_progress
 
 
-def _parse_switches(items: list[str] | None) -> dict[str, Any]:
+def _parse_settings(items: list[str] | None) -> dict[str, Any]:
     """``key=value`` pairs (values parsed as JSON when possible: true, 0.1, "cs")."""
     from npo.errors import ItemError, ValidationFailed
 
@@ -22,7 +22,7 @@ def _parse_switches(items: list[str] | None) -> dict[str, Any]:
     for i, item in enumerate(items or []):
         if "=" not in item:
             raise ValidationFailed(
-                [ItemError(i, "--switch", f"expected key=value, got {item!r}")], what="switches"
+                [ItemError(i, "--set", f"expected key=value, got {item!r}")], what="settings"
             )
         k, v = item.split("=", 1)
         try:
@@ -77,6 +77,14 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="driver engine: keep the SQLite store at this path."),
         ] = None,
+        set_: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--set",
+                help="Loop setting key=value, repeatable: lambda, lambda_crit, delta, p_min, "
+                "deferral_budget (both engines; the memory engine takes any LoopSettings field).",
+            ),
+        ] = None,
         list_: Annotated[
             bool, typer.Option("--list", help="List the scenario catalogue and exit.")
         ] = False,
@@ -101,14 +109,28 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"--engine: must be one of {list(ENGINES)}, got {engine!r}")
             if arm not in ABLATION_CELLS:
                 raise ValueError(f"--arm: unknown arm {arm!r}; known: {list(ABLATION_CELLS)}")
+            overrides = _parse_settings(set_)
             t0 = time.perf_counter()
             summary: dict[str, Any]
             if engine == "driver":
+                from npo.simulation import load_scenario
                 from npo.simulation.ablation import driver_metrics
-                from npo.simulation.driver import run_simulation
+                from npo.simulation.driver import default_config, run_simulation
 
+                alias = {"tolerance": "lambda", "critical": "lambda_crit"}
+                config = None
+                if overrides:
+                    spec = load_scenario(scenario)
+                    config = default_config(
+                        spec, **{alias.get(k, k): v for k, v in overrides.items()}
+                    )
                 drun = run_simulation(
-                    scenario, steps=steps, seed=seed, switches=DRIVER_ARMS[arm], store=store
+                    scenario,
+                    steps=steps,
+                    seed=seed,
+                    switches=DRIVER_ARMS[arm],
+                    store=store,
+                    config=config,
                 )
                 series = drun.series
                 summary = {
@@ -123,9 +145,16 @@ def register(app: typer.Typer) -> None:
                 }
                 name = drun.scenario
             else:
-                from npo.simulation.ablation import simulate_loop
+                from npo.simulation.ablation import settings_from, simulate_loop
 
-                run = simulate_loop(scenario, seed=seed, steps=steps, switches=ABLATION_CELLS[arm])
+                alias = {"lambda": "tolerance", "lambda_crit": "critical"}
+                run = simulate_loop(
+                    scenario,
+                    seed=seed,
+                    steps=steps,
+                    switches=ABLATION_CELLS[arm],
+                    settings=settings_from({alias.get(k, k): v for k, v in overrides.items()}),
+                )
                 series = run.series
                 summary = {
                     "metrics": run.metrics,
