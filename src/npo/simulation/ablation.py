@@ -1491,8 +1491,15 @@ def _plots(study: Mapping[str, Any], fig_dir: Any, examples: Mapping[str, LoopRu
     fid = study["fidelity"]
     fig, ax = plt.subplots(figsize=(10, 4))
     x = np.arange(len(fid))
-    ax.bar(x - 0.2, [r["meta_error_rate"] for r in fid], 0.4, label="measured meta-alignment error")
-    ax.bar(x + 0.2, [r["fidelity_bound"] for r in fid], 0.4, label="threshold-fidelity bound")
+    for off, m, label in (
+        (-0.2, "meta_error_rate", "measured meta-alignment error"),
+        (0.2, "fidelity_bound", "threshold-fidelity bound"),
+    ):
+        mean = np.array([r[m] for r in fid], float)
+        lo = np.array([r[f"{m}_lo"] for r in fid], float)
+        hi = np.array([r[f"{m}_hi"] for r in fid], float)
+        err = np.nan_to_num(np.vstack([mean - lo, hi - mean]))
+        ax.bar(x + off, mean, 0.4, yerr=err, capsize=2, label=label)
     ax.set_xticks(x, [r["scenario"] for r in fid], rotation=30, ha="right")
     ax.set_title("Claim 3: meta-alignment error vs bound, per scenario")
     ax.legend()
