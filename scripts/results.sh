@@ -2,7 +2,7 @@
 # Regenerate docs/results.md and docs/figures/ (PNG plots; CSV/Markdown tables in
 # docs/figures/tables/): every number and plot of the results page, with one command.
 # Same seed, same numbers: the tables are byte-identical.
-#   scripts/results.sh                 # full grid: 20 seeds per cell (~10-15 min on 2 cores)
+#   scripts/results.sh                 # full grid: 20 seeds per cell (~12 min on 2 cores)
 #   SEEDS=5 scripts/results.sh         # a quicker preview
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +11,7 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then
   . .venv/bin/activate
 fi
 SEEDS="${SEEDS:-20}"
-STEPS="${STEPS:-1500}"
+STEPS="${STEPS:-1000}"
 BASE_SEED="${BASE_SEED:-0}"
-DRIVER_SEEDS="${DRIVER_SEEDS:-5}"
 exec npo ablate --out docs --seeds "$SEEDS" --steps "$STEPS" --base-seed "$BASE_SEED" \
-  --driver-seeds "$DRIVER_SEEDS" --tables-dir figures/tables "$@"
+  --tables-dir figures/tables "$@"

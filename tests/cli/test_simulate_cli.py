@@ -20,9 +20,9 @@ def test_simulate_lists_the_catalogue() -> None:
     assert {"stationary", "abrupt-change", "blind-spot", "closed-loop"} <= names
 
 
-def test_simulate_memory_engine_writes_a_tidy_series(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_simulate_writes_a_tidy_series_byte_for_byte(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "series.csv"
-    args = ["simulate", "gradual-change", "--steps", "120", "--seed", "3", "--engine", "memory"]
+    args = ["simulate", "gradual-change", "--steps", "120", "--seed", "3"]
     res = runner.invoke(app, [*args, "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -35,10 +35,11 @@ def test_simulate_memory_engine_writes_a_tidy_series(tmp_path) -> None:  # type:
         "lower",
         "upper",
         "state",
-        "ideal_state",
+        "ideal_trigger",
         "deferral_rate",
         "abstention_rate",
-        "policy_version",
+        "policy_index",
+        "blind_spot_loss",
         "n_labelled",
     ):
         assert col in t.column_names
@@ -47,14 +48,14 @@ def test_simulate_memory_engine_writes_a_tidy_series(tmp_path) -> None:  # type:
     assert json.loads(again.stdout)["metrics"] == doc["metrics"]
 
 
-def test_simulate_driver_engine_with_a_custom_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_simulate_with_a_custom_scenario_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = tmp_path / "scen.toml"
     cfg.write_text('base = "abrupt-change"\nsteps = 150\n[reviewers]\nflip_rate = 0.1\n')
     out = tmp_path / "s.parquet"
     res = runner.invoke(app, ["simulate", str(cfg), "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["engine"] == "driver" and doc["scenario"] == "abrupt-change+custom"
+    assert doc["arm"] == "full" and doc["scenario"] == "abrupt-change+custom"
     assert pq.read_table(out).num_rows == 150
     assert "final_true_loss" in doc["metrics"]
 
@@ -66,15 +67,14 @@ def test_simulate_bad_input_names_the_field(tmp_path) -> None:  # type: ignore[n
     bad.write_text('base = "stationary"\nreview_rate = 2.0\n')
     res = runner.invoke(app, ["simulate", str(bad), "--json"])
     assert res.exit_code == 2 and "review_rate" in res.stdout
-    res = runner.invoke(app, ["simulate", "stationary", "--engine", "gpu", "--json"])
-    assert res.exit_code == 2 and "--engine" in res.stdout
     res = runner.invoke(app, ["simulate", "stationary", "--arm", "nothing", "--json"])
     assert res.exit_code == 2 and "--arm" in res.stdout
 
 
 def test_ablate_small_grid_writes_tables_figures_and_results(tmp_path) -> None:  # type: ignore[no-untyped-def]
     res = runner.invoke(app, ["ablate", "--list-cells", "--json"])
-    assert res.exit_code == 0 and "no-ipw-no-floor" in json.loads(res.stdout)["cells"]
+    cells = json.loads(res.stdout)["cells"]
+    assert res.exit_code == 0 and cells["no-ipw"] == {"ipw": False}
     out = tmp_path / "study"
     args = [
         "ablate", "--out", str(out), "--seeds", "2", "--steps", "120", "--workers", "1",
@@ -111,15 +111,14 @@ def test_simulate_user_settings_reach_the_loop(tmp_path) -> None:  # type: ignor
     base = ["simulate", "stationary", "--steps", "80", "--json"]
     res = runner.invoke(
         app,
-        [*base, "--engine", "memory", "--set", "lambda=0.12", "--set", "p_min=0.05",
-         "--out", str(tmp_path / "m.csv")],
+        [*base, "--set", "lambda=0.12", "--set", "p_min=0.05", "--out", str(tmp_path / "m.csv")],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["lambda"] == 0.12
     res = runner.invoke(app, [*base, "--set", "lambda=0.2", "--out", str(tmp_path / "d.csv")])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["lambda"] == 0.2
-    res = runner.invoke(app, [*base, "--engine", "memory", "--set", "bogus=1"])
+    res = runner.invoke(app, [*base, "--set", "bogus=1"])
     assert res.exit_code == 2 and "bogus" in res.stdout
     res = runner.invoke(app, [*base, "--set", "p_min=3"])
     assert res.exit_code == 2 and "p_min" in res.stdout

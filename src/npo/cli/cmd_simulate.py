@@ -55,13 +55,6 @@ def register(app: typer.Typer) -> None:
         ] = "abrupt-change",
         steps: Annotated[int | None, typer.Option(help="Steps (default: the scenario's).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of world, reviewers and loop.")] = 0,
-        engine: Annotated[
-            str,
-            typer.Option(
-                help="driver: the store-backed loop (npo.loop, audited SQLite store); "
-                "memory: the in-memory loop of the ablation study."
-            ),
-        ] = "driver",
         arm: Annotated[
             str, typer.Option(help="Ablation arm (npo ablate --list-cells), default full NPO.")
         ] = "full",
@@ -75,14 +68,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         store: Annotated[
             str | None,
-            typer.Option(help="driver engine: keep the SQLite store at this path."),
+            typer.Option(help="Keep the run's SQLite store (audit log included) at this path."),
         ] = None,
         set_: Annotated[
             list[str] | None,
             typer.Option(
                 "--set",
-                help="Loop setting key=value, repeatable: lambda, lambda_crit, delta, p_min, "
-                "deferral_budget (both engines; the memory engine takes any LoopSettings field).",
+                help="Loop configuration key=value, repeatable: any top-level key of the loop "
+                "config (lambda, lambda_crit, delta, p_min, deferral_budget, retrain, monitor).",
             ),
         ] = None,
         list_: Annotated[
@@ -92,8 +85,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run NPO against a simulated world and people; print a summary, write the series."""
         with cli_errors(as_json):
+            from npo.loop.options import ABLATIONS
             from npo.simulation import SCENARIOS
-            from npo.simulation.ablation import ABLATION_CELLS, DRIVER_ARMS, ENGINES
 
             if list_:
                 rows = [{"name": k, "description": v.description} for k, v in SCENARIOS.items()]
@@ -105,67 +98,30 @@ def register(app: typer.Typer) -> None:
                         t.add_row(r["name"], r["description"])
                     console.print(t)
                 return
-            if engine not in ENGINES:
-                raise ValueError(f"--engine: must be one of {list(ENGINES)}, got {engine!r}")
-            if arm not in ABLATION_CELLS:
-                raise ValueError(f"--arm: unknown arm {arm!r}; known: {list(ABLATION_CELLS)}")
+            if arm not in ABLATIONS:
+                raise ValueError(f"--arm: unknown arm {arm!r}; known: {sorted(ABLATIONS)}")
             overrides = _parse_settings(set_)
             t0 = time.perf_counter()
-            summary: dict[str, Any]
-            if engine == "driver":
-                from npo.simulation import load_scenario
-                from npo.simulation.ablation import driver_metrics
-                from npo.simulation.driver import default_config, run_simulation
+            from npo.simulation import load_scenario
+            from npo.simulation.ablation import loop_metrics
+            from npo.simulation.driver import default_config, run_simulation
 
-                alias = {"tolerance": "lambda", "critical": "lambda_crit"}
-                config = None
-                if overrides:
-                    spec = load_scenario(scenario)
-                    config = default_config(
-                        spec, **{alias.get(k, k): v for k, v in overrides.items()}
-                    )
-                drun = run_simulation(
-                    scenario,
-                    steps=steps,
-                    seed=seed,
-                    switches=DRIVER_ARMS[arm],
-                    store=store,
-                    config=config,
-                )
-                series = drun.series
-                summary = {
-                    "metrics": driver_metrics(drun),
-                    "events": [
-                        {k: e[k] for k in ("step", "kind") if k in e}
-                        for e in drun.events
-                        if e.get("kind") != "decisions"
-                    ],
-                    "lambda": drun.lambda_,
-                    "store": drun.store_path,
-                }
-                name = drun.scenario
-            else:
-                from npo.simulation.ablation import settings_from, simulate_loop
-
-                alias = {"lambda": "tolerance", "lambda_crit": "critical"}
-                run = simulate_loop(
-                    scenario,
-                    seed=seed,
-                    steps=steps,
-                    switches=ABLATION_CELLS[arm],
-                    settings=settings_from({alias.get(k, k): v for k, v in overrides.items()}),
-                )
-                series = run.series
-                summary = {
-                    "metrics": run.metrics,
-                    "events": [
-                        {"step": s, "kind": k, "detail": d}
-                        for s, k, d in run.events
-                        if k != "retune"
-                    ],
-                    "lambda": run.settings.tolerance,
-                }
-                name = run.scenario
+            config = default_config(load_scenario(scenario), **overrides) if overrides else None
+            drun = run_simulation(
+                scenario, steps=steps, seed=seed, switches=arm, store=store, config=config
+            )
+            series = drun.series
+            summary: dict[str, Any] = {
+                "metrics": loop_metrics(drun),
+                "events": [
+                    {k: e[k] for k in ("step", "kind") if k in e}
+                    for e in drun.events
+                    if e.get("kind") != "decisions"
+                ],
+                "lambda": drun.lambda_,
+                "store": drun.store_path,
+            }
+            name = drun.scenario
             from npo.simulation.stream import write_series
 
             target = out or f"npo-simulate-{name}-seed{seed}.parquet"
@@ -173,7 +129,6 @@ def register(app: typer.Typer) -> None:
             summary.update(
                 scenario=name,
                 seed=seed,
-                engine=engine,
                 arm=arm,
                 steps=len(series["step"]),
                 seconds=round(time.perf_counter() - t0, 2),
@@ -183,7 +138,7 @@ def register(app: typer.Typer) -> None:
                 emit_json({"ok": True, **_clean(summary)})
                 return
             m = summary["metrics"]
-            t = Table("metric", "value", title=f"npo simulate {name} ({engine}, arm {arm})")
+            t = Table("metric", "value", title=f"npo simulate {name} (arm {arm})")
             for k in (
                 "final_true_loss",
                 "mean_excess_loss",
@@ -214,14 +169,11 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--out", help="Folder for results.md, tables/ and figures/.")
         ] = "npo-ablation",
         seeds: Annotated[int, typer.Option(help="Seeds per cell (>= 2).")] = 20,
-        steps: Annotated[int, typer.Option(help="Steps per run.")] = 1500,
+        steps: Annotated[int, typer.Option(help="Steps per run (100 scenarios each).")] = 1000,
         base_seed: Annotated[int, typer.Option("--base-seed", help="Base seed.")] = 0,
         workers: Annotated[
             int | None, typer.Option(help="Worker processes (default: all cores).")
         ] = None,
-        engine: Annotated[
-            str, typer.Option(help="memory (default, the in-memory loop) or driver (store-backed).")
-        ] = "memory",
         cells: Annotated[
             str | None, typer.Option(help="Comma-separated ablation cells (default: all).")
         ] = None,
@@ -238,14 +190,6 @@ def register(app: typer.Typer) -> None:
                 "--experiment-seeds", help="Seeds of the convergence/monitor experiments."
             ),
         ] = None,
-        driver_seeds: Annotated[
-            int,
-            typer.Option(
-                "--driver-seeds",
-                help="Also run key cells on the store-backed loop (npo.loop) with this many "
-                "seeds (0: skip).",
-            ),
-        ] = 0,
         tables_dir: Annotated[
             str,
             typer.Option("--tables-dir", help="Folder for the CSV/Markdown tables, under --out."),
@@ -258,11 +202,9 @@ def register(app: typer.Typer) -> None:
         """Ablation grid (seeds x switches) in parallel; Markdown + CSV tables, PNG plots and
         results.md with a check of each claim."""
         with cli_errors(as_json):
-            from dataclasses import asdict
-
+            from npo.loop.options import ABLATIONS
             from npo.simulation.ablation import (
                 ABLATION_CELLS,
-                ENGINES,
                 StudyPlan,
                 plan_tasks,
                 run_study,
@@ -270,21 +212,19 @@ def register(app: typer.Typer) -> None:
             )
 
             if list_cells:
-                rows = {k: asdict(v) for k, v in ABLATION_CELLS.items()}
+                rows = {k: ABLATIONS[k].model_dump(exclude_defaults=True) for k in ABLATION_CELLS}
                 if as_json:
                     emit_json({"ok": True, "cells": rows})
                 else:
-                    t = Table("cell", "switches")
+                    t = Table("cell", "loop options (besides the defaults of full NPO)")
                     for k, v in rows.items():
-                        t.add_row(k, ", ".join(f"{a}={b}" for a, b in v.items() if b != ()))
+                        t.add_row(k, ", ".join(f"{a}={b}" for a, b in v.items()) or "–")
                     console.print(t)
                 return
             if seeds < 2:
                 raise ValueError(f"--seeds: needs >= 2 for an interval, got {seeds}")
             if steps < 50:
                 raise ValueError(f"--steps: needs >= 50, got {steps}")
-            if engine not in ENGINES:
-                raise ValueError(f"--engine: must be one of {list(ENGINES)}, got {engine!r}")
             es = experiment_seeds
             plan = StudyPlan(
                 seeds=seeds,
@@ -297,8 +237,6 @@ def register(app: typer.Typer) -> None:
                 cells=tuple(c.strip() for c in cells.split(",")) if cells else None,
                 convergence_seeds=es if es is not None else min(seeds, 10),
                 monitor_seeds=es if es is not None else seeds,
-                engine=engine,
-                driver_seeds=driver_seeds,
             )
             n_tasks = len(plan_tasks(plan))
             t0 = time.perf_counter()

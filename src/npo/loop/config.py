@@ -19,6 +19,7 @@ Example ``npo.toml``::
     min_feedback = 500     # labelled reviews needed to train a candidate
     min_steps_between = 1000
     max_per_day = 4
+    every_labels = 20000   # optional: also retrain on a schedule, every this many labels
 
     [monitor]              # optional
     window = 4000          # decisions in the monitor's "recent" horizon
@@ -54,6 +55,12 @@ class RetrainConfig(BaseModel):
     max_per_day: int = Field(default=4, ge=1)
     validation_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
     margin: float = Field(default=0.0, ge=0.0, description="required improvement to promote")
+    every_labels: int | None = Field(
+        default=None,
+        ge=10,
+        description="scheduled retraining: train and validate a candidate after this many "
+        "labelled reviews since the last attempt, without a trigger (None: only on RETRAIN)",
+    )
 
 
 class MonitorConfig(BaseModel):

@@ -31,6 +31,8 @@ class LoopOptions(BaseModel):
       over labelled reviews (the "alignment collapse" arm);
     - ``monitor``: the loss monitor (confidence sequence, e-detector, fixed window, River
       ADWIN / PageHinkley, or none);
+    - ``monitor_params``: keyword arguments of the River monitors (ADWIN's ``delta``,
+      PageHinkley's ``threshold``, e.g. calibrated to a false-alarm level);
     - ``train_epochs``: passes of the online learner over the training window.
     """
 
@@ -42,6 +44,7 @@ class LoopOptions(BaseModel):
     feedback: FeedbackMode = "all"
     ipw: bool = True
     monitor: MonitorKind = "cs"
+    monitor_params: dict[str, float] = Field(default_factory=dict)
     train_epochs: int = Field(default=4, ge=1, le=100)
 
     @classmethod

@@ -101,10 +101,12 @@ def make_monitor(config: LoopConfig, options: LoopOptions) -> Monitor:
         return EDetectorMonitor(lam, crit, scale=scale, alpha=delta)
     if kind == "fixed_window":
         return FixedWindowMonitor(lam, crit, scale=scale, window=window or 1000, delta=delta)
+    if options.monitor_params and kind not in ("adwin", "page_hinkley"):
+        raise _bad("monitor_params", f"only the River monitors take parameters, not {kind!r}")
     if kind == "adwin":
-        return ADWINMonitor(scale=scale)
+        return ADWINMonitor(scale=scale, **options.monitor_params)
     if kind == "page_hinkley":
-        return PageHinkleyMonitor(scale=scale)
+        return PageHinkleyMonitor(scale=scale, **options.monitor_params)
     return NullMonitor(scale=scale)
 
 
@@ -240,6 +242,8 @@ class AlignmentLoop:
         self._dis_state = TriggerState.OK
         self._retrain_since_us: int | None = None
         self._last_attempt_step: int | None = None
+        self._last_attempt_us: int | None = None
+        self._n_label_at_attempt = 0
         self._attempt_times: list[int] = []
         self._now_us = 0
         self._n_label = 0
@@ -750,6 +754,8 @@ class AlignmentLoop:
             )
         if st >= TriggerState.RETRAIN:
             self._maybe_retrain()
+        elif self._scheduled_due():
+            self._maybe_retrain(scheduled=True)
         if self.override and self._fixed_in_override and self._cleared():
             self.override = False
             self._emit(
@@ -766,7 +772,19 @@ class AlignmentLoop:
         return s.n >= 200
 
     # ------------------------------------------------------------------ retraining
-    def _maybe_retrain(self) -> None:
+    def _scheduled_due(self) -> bool:
+        every = self.config.retrain.every_labels
+        return (
+            every is not None
+            and self.options.retrain
+            and self._n_label - self._n_label_at_attempt >= every
+        )
+
+    def _maybe_retrain(self, *, scheduled: bool = False) -> None:
+        """Train, validate and maybe promote a candidate, within the cadence limits.
+
+        On RETRAIN the candidate learns from the feedback since the trigger; on the schedule
+        (``retrain.every_labels``) from the feedback since the previous attempt."""
         o, r = self.options, self.config.retrain
         if not (o.retrain or o.tune_thresholds):
             return
@@ -778,18 +796,23 @@ class AlignmentLoop:
         recent = [t for t in self._attempt_times if self._now_us - t < _US_PER_DAY]
         if len(recent) >= r.max_per_day:
             return
-        if self._n_label_since_trigger() < r.min_feedback:
-            return
+        if scheduled:
+            start = self._last_attempt_us
+        else:
+            if self._n_label_since_trigger() < r.min_feedback:
+                return
+            start = self._retrain_since_us
         self.flush()
-        since = _dt(self._retrain_since_us or 0)
-        lab = self.store.labelled(since=since, with_features=True)
+        lab = self.store.labelled(since=_dt(start or 0), with_features=True)
         lab, X = _usable(lab)
         if len(lab) < r.min_feedback:
             return
         self._last_attempt_step = self.step
+        self._last_attempt_us = self._now_us
+        self._n_label_at_attempt = self._n_label
         self._attempt_times = [*recent, self._now_us]
         if o.retrain:
-            self._retrain(lab, X)
+            self._retrain(lab, X, reason="schedule" if scheduled else self._state.name)
         else:
             self._retune(self.policy, lab, X, reason="RETRAIN with retraining off")
             self._after_fix()
@@ -798,7 +821,11 @@ class AlignmentLoop:
         # labelled reviews received since the trigger (a cheap gate before reading the store)
         return self._n_label - self._n_label_at_trigger
 
-    def _retrain(self, lab: LabelledFeedback, X: np.ndarray) -> None:
+    def _retrain(self, lab: LabelledFeedback, X: np.ndarray, *, reason: str) -> None:
+        """Train on the earlier part of ``lab``, validate on the later part (never trained
+        on, at the incumbent's thresholds); on a pass promote and retune the thresholds on
+        that held-out part only (tuning on the training part would trust the candidate's
+        over-confident in-sample scores)."""
         from npo.policy.registry import promote, validate
 
         cfg = self.config.retrain
@@ -818,7 +845,7 @@ class AlignmentLoop:
             learner.partial_fit(Xt[perm], y[perm], w[perm])
         learner.calibrate()
         cand = learner.to_policy(
-            version, parent=self.policy.version, note=f"retrained after RETRAIN at step {self.step}"
+            version, parent=self.policy.version, note=f"retrained ({reason}) at step {self.step}"
         )
         self.store.add_policy(cand.to_record())
         self.counts["candidates"] += 1
@@ -827,8 +854,9 @@ class AlignmentLoop:
             {
                 "version": version,
                 "parent": self.policy.version,
+                "why": reason,
                 "trained_on": int(train.sum()),
-                "since": since_iso(self._retrain_since_us),
+                "since": since_iso(int(t.min())),
                 "cutoff": since_iso(cutoff),
             },
         )
@@ -867,7 +895,8 @@ class AlignmentLoop:
             )
             return
         previous = self.policy.version
-        promote(self.store, version, reason=f"validated retrain after {self._state.name} trigger")
+        why = "on schedule" if reason == "schedule" else f"after {reason} trigger"
+        promote(self.store, version, reason=f"validated retrain {why}")
         self.policy = cand
         self.counts["promotions"] += 1
         self._emit(
@@ -876,7 +905,8 @@ class AlignmentLoop:
             audit=False,  # the store audited policy.activated with the verdict
         )
         if self.options.tune_thresholds:
-            self._retune(cand, lab, X, reason=f"after promoting {version}")
+            held = ~train
+            self._retune(cand, _rows(lab, held), X[held], reason=f"after promoting {version}")
         self._after_fix()
 
     def _retune(self, policy: Policy, lab: LabelledFeedback, X: np.ndarray, *, reason: str) -> None:
@@ -952,8 +982,6 @@ def since_iso(us: int | None) -> str | None:
 
 def _usable(lab: LabelledFeedback) -> tuple[LabelledFeedback, np.ndarray]:
     """Labelled rows (like / override) with stored features."""
-    import dataclasses
-
     X = lab.features
     if X is None or len(lab) == 0:
         return lab, np.empty((0, 0))
@@ -961,12 +989,19 @@ def _usable(lab: LabelledFeedback) -> tuple[LabelledFeedback, np.ndarray]:
     ok = (lab.label >= 0) & (np.all(np.isfinite(X), axis=1) if X.shape[1] else False)
     if ok.all():
         return lab, X
+    return _rows(lab, ok), X[ok]
+
+
+def _rows(lab: LabelledFeedback, mask: np.ndarray) -> LabelledFeedback:
+    """The rows of ``lab`` selected by a boolean mask."""
+    import dataclasses
+
     arrays = {
-        f.name: getattr(lab, f.name)[ok]
+        f.name: getattr(lab, f.name)[mask]
         for f in dataclasses.fields(lab)
         if isinstance(getattr(lab, f.name), np.ndarray)
     }
-    return dataclasses.replace(lab, **arrays), X[ok]
+    return dataclasses.replace(lab, **arrays)
 
 
 def _list_array(M: np.ndarray) -> Any:

@@ -44,6 +44,7 @@ SERIES_COLUMNS = (
     "true_loss",
     "policy_loss",
     "bayes_loss",
+    "blind_spot_loss",
     "ideal_trigger",
     "state",
     "estimate",
@@ -103,12 +104,19 @@ class SimulationRun:
 
     def meta_alignment(self, *, since: int = 0) -> Any:
         """Meta-alignment of the loop's monitor vs ``1[policy_loss > lambda]`` with the
-        threshold-fidelity bound (band width ``upper - lower``; steps before the band
-        exists count as ambiguous)."""
+        threshold-fidelity bound: ambiguous where ``|L_t - lambda|`` is within the band width
+        ``upper - lower`` plus the true loss's drift within the monitor's horizon
+        (:func:`~npo.simulation.metrics.horizon_drift`); steps before the band exists count
+        as ambiguous."""
         from npo.monitor import meta_alignment
+        from npo.simulation.metrics import horizon_drift
 
         s = self.series
         width = np.where(np.isfinite(s["upper"] - s["lower"]), s["upper"] - s["lower"], np.inf)
+        per = max(1.0, float(np.mean(s["n_scenarios"])))
+        window = (self.config.get("monitor") or {}).get("window") or 30_000
+        rule = s["policy_index"].astype(np.int64) * 100_000 + s["threshold_index"]
+        width = width + horizon_drift(s["policy_loss"], rule, max(1, int(np.ceil(window / per))))
         sl = slice(since, None)
         return meta_alignment(
             s["policy_loss"][sl], s["state"][sl], self.lambda_, width=width[sl], delta=self.delta
@@ -191,7 +199,8 @@ def _finite(o: Any) -> Any:
 def default_config(spec: ScenarioSpec, **overrides: Any) -> Any:
     """A :class:`~npo.loop.LoopConfig` for a scenario: its actions and costs, ``p_min`` =
     the scenario's review rate, lambda 0.14 / lambda_crit 0.30, deferral budget 0.3, and
-    retraining limits suited to simulated steps (``overrides`` replace top-level keys)."""
+    retraining limits suited to simulated steps, with a scheduled retrain every 12,000
+    labelled reviews (``overrides`` replace top-level keys)."""
     from npo.loop import LoopConfig
 
     data: dict[str, Any] = {
@@ -202,7 +211,12 @@ def default_config(spec: ScenarioSpec, **overrides: Any) -> Any:
         "p_min": spec.review_rate,
         "deferral_budget": 0.3,
         "costs": {"c_defer": spec.c_defer, "matrix": spec.costs},
-        "retrain": {"min_feedback": 3000, "min_steps_between": 40, "max_per_day": 96},
+        "retrain": {
+            "min_feedback": 3000,
+            "min_steps_between": 40,
+            "max_per_day": 96,
+            "every_labels": 12_000,
+        },
         "monitor": {"window": 30_000},
     }
     data.update(overrides)
@@ -268,6 +282,7 @@ def run_simulation(
     switches: Any = None,
     store: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    monitor: Any = None,
     scenarios_per_step: float | None = None,
     flush_every: int = 25,
     warmup: int = 4000,
@@ -280,7 +295,8 @@ def run_simulation(
     loop; ``config``: a :class:`~npo.loop.LoopConfig` (default :func:`default_config`);
     ``switches``: :class:`~npo.loop.LoopOptions`, a mapping of its fields or an ablation
     arm's name; ``store``: a :class:`~npo.store.Store`, a SQLite path, or None (an
-    in-memory SQLite store); ``progress(done, total)`` is called about 100 times.
+    in-memory SQLite store); ``progress(done, total)`` is called about 100 times;
+    ``monitor``: a :class:`~npo.monitor.Monitor` replacing the one ``switches`` name.
     """
     from npo.loop import AlignmentLoop, LoopOptions
     from npo.store import Store, open_store
@@ -316,6 +332,7 @@ def run_simulation(
             policy=policy,
             thresholds=thresholds,
             options=options,
+            monitor=monitor,
             seed=setup.seed,
             flush_every=flush_every,
         )
@@ -367,6 +384,7 @@ def _run(
         "true_loss": f(n_steps, np.nan),
         "policy_loss": f(n_steps, np.nan),
         "bayes_loss": f(n_steps, np.nan),
+        "blind_spot_loss": f(n_steps, np.nan),
         "ideal_trigger": np.zeros(n_steps, dtype=np.int8),
         "state": np.zeros(n_steps, dtype=np.int8),
         "estimate": f(n_steps, np.nan),
@@ -403,9 +421,13 @@ def _run(
     flip = float(np.mean(pool.flip_rates[honest])) if honest.any() else 0.0
     seg_count = np.bincount(world.eval_segments, minlength=world.n_segments)
 
+    blind = world.in_blind_spot(world.eval_X, world.eval_segments)
+    blind_loss: dict[tuple[Any, ...], float] = {}
+
     def loss_at(kind: str, t: int, *, reported: bool = False) -> float:
         """True loss of a rule at ``t``; ``reported``: against an honest reviewer's label
-        (the latent preference flipped with the pool's mean flip rate)."""
+        (the latent preference flipped with the pool's mean flip rate). Also caches the
+        rule's mean loss inside the blind-spot region (NaN without one)."""
         key, codes = rule_codes(kind)
         pk = (key, world.preference_state(t), reported)
         if pk not in seg_loss:
@@ -414,6 +436,7 @@ def _run(
                 probs = (1.0 - flip) * probs + flip * (1.0 - probs) / (world.k - 1)
             per = world.expected_costs(probs, codes, cost)
             seg_loss[pk] = np.bincount(world.eval_segments, per, world.n_segments) / seg_count
+            blind_loss[pk] = float(per[blind].mean()) if blind.any() else float("nan")
         return float(world.segment_mix(t) @ seg_loss[pk])
 
     def bayes_at(t: int) -> float:
@@ -463,6 +486,9 @@ def _run(
         # truth and the loop's view after the step
         served_kind = "people" if loop.override and loop.fallback is None else "policy"
         out["policy_loss"][t] = pl = loss_at("policy", t, reported=True)
+        out["blind_spot_loss"][t] = blind_loss[
+            (rule_codes("policy")[0], world.preference_state(t), True)
+        ]
         out["true_loss"][t] = loss_at(served_kind, t)
         out["bayes_loss"][t] = bayes_at(t)
         out["ideal_trigger"][t] = pl > lam

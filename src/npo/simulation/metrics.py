@@ -1,6 +1,8 @@
 """Per-run metrics of a simulated NPO loop, and their aggregation across seeds.
 
-Per run (one seed), from the per-step series of :func:`npo.simulation.ablation.simulate_loop`:
+Per run (one seed), from the per-step series of a loop run
+(:func:`npo.simulation.ablation.loop_metrics` adapts a
+:class:`~npo.simulation.driver.SimulationRun`):
 
 * ``final_true_loss`` -- mean true alignment loss of the served decisions over the last 10%
   of steps; ``mean_excess_loss`` -- mean of ``L_t - L*_t`` (``L*`` the Bayes loss);
@@ -31,10 +33,13 @@ import numpy as np
 
 __all__ = [
     "MetricSummary",
+    "horizon_drift",
+    "horizon_start",
     "recovery_time",
     "run_metrics",
     "summarise",
     "t_interval",
+    "trailing_mean",
     "windowed_mean",
 ]
 
@@ -79,6 +84,39 @@ def windowed_mean(values: np.ndarray, weights: np.ndarray, window: int) -> np.nd
         return np.where(den > 0, (c1[end] - c1[start]) / np.where(den > 0, den, 1.0), np.nan)
 
 
+def horizon_start(rule: np.ndarray, window: int) -> np.ndarray:
+    """Per step ``t``: the first step of a monitor's horizon -- the last ``window`` steps,
+    not reaching back past the last change of ``rule`` (the monitor restarts then)."""
+    rule = np.asarray(rule)
+    t = np.arange(rule.size)
+    change = np.r_[0, np.flatnonzero(np.diff(rule) != 0) + 1]
+    return np.maximum(change[np.searchsorted(change, t, side="right") - 1], t - int(window) + 1)
+
+
+def trailing_mean(x: np.ndarray, rule: np.ndarray, window: int) -> np.ndarray:
+    """Mean of ``x`` over each step's horizon (:func:`horizon_start`)."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.arange(x.size)
+    start = horizon_start(rule, window)
+    c = np.r_[0.0, np.cumsum(x)]
+    return (c[t + 1] - c[start]) / (t + 1 - start)
+
+
+def horizon_drift(x: np.ndarray, rule: np.ndarray, window: int) -> np.ndarray:
+    """``d_t = max_{s in horizon(t)} |x_s - x_t|``: how far the true loss moved within the
+    monitor's horizon. A confidence sequence over the horizon covers the horizon's mean
+    ``m_t``, and ``|m_t - L_t| <= d_t``; so the trigger can only be wrong (beyond the
+    sequence's error ``delta``) where ``|L_t - lambda| <= (u_t - l_t) + d_t``: the
+    threshold-fidelity bound under drift (``d_t = 0`` for a constant loss)."""
+    x = np.asarray(x, dtype=np.float64)
+    start = horizon_start(rule, window)
+    out = np.zeros(x.size)
+    for t in range(x.size):
+        seg = x[start[t] : t + 1]
+        out[t] = float(np.max(np.abs(seg - x[t])))
+    return out
+
+
 def recovery_time(loss: np.ndarray, tolerance: float, start: int = 0, hold: int = 20) -> float:
     """Steps from the first upward crossing of ``tolerance`` at or after ``start`` until the
     loss is ``<= tolerance`` for ``hold`` consecutive steps (NaN if never, 0 if never above)."""
@@ -112,6 +150,8 @@ def run_metrics(
     steps = served.size
     tail = max(1, steps // 10)
     width = np.asarray(series["upper"], float) - np.asarray(series["lower"], float)
+    if "fidelity_slack" in series:  # drift of the true loss within the monitor's horizon
+        width = width + np.asarray(series["fidelity_slack"], float)
     has_width = bool(np.isfinite(width).any())
     width = np.where(np.isfinite(width), width, np.inf)
     meta = meta_alignment(policy, state, tolerance, width=width if has_width else None, delta=delta)
