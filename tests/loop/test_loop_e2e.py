@@ -161,3 +161,49 @@ def test_no_retraining_arm_stays_misaligned() -> None:
     )
     assert run.counts["candidates"] == 0 and run.counts["promotions"] == 0
     assert run.series["policy_loss"][-1] > run.lambda_
+
+
+def test_scheduled_retraining_without_a_trigger(tmp_path: Path) -> None:
+    """``retrain.every_labels``: candidates on a schedule, each trained on the feedback since
+    the previous attempt and promoted only through the validator."""
+    spec = apply_overrides(SCENARIOS["stationary"], {"steps": 300})
+    world = spec.world.model_copy(update={"scenarios_per_step": float(PER_STEP)})
+    spec = spec.model_copy(update={"world": world})
+    every = 1500
+    cfg = _config(
+        spec,
+        retrain={
+            "min_feedback": 500,
+            "min_steps_between": 0,
+            "max_per_day": 96,
+            "every_labels": every,
+        },
+    )
+    db = tmp_path / "npo.db"
+    run = run_simulation(spec, seed=2, config=cfg, store=str(db))
+    cands = [e for e in run.events if e["kind"] == "candidate"]
+    assert not [e for e in run.events if e["kind"] == "trigger"]
+    assert len(cands) >= 3 and all(e["why"] == "schedule" for e in cands)
+    expected = run.counts["labelled"] // every
+    assert expected - 1 <= len(cands) <= expected
+    for e in cands:  # 70% of the ~every labels since the previous attempt
+        assert 0.6 * every <= e["trained_on"] <= 0.8 * every + 100
+    verdicts = [p for k, p in _kinds(db) if k == "policy.validation"]
+    assert len(verdicts) == len(cands)
+
+
+def test_thresholds_after_promotion_are_tuned_on_held_out_feedback(tmp_path: Path) -> None:
+    """The candidate is tuned on the validation part (never trained on), not on the
+    feedback it learned from: the tuning evidence counts the held-out rows only."""
+    spec = _spec()
+    db = tmp_path / "npo.db"
+    run = run_simulation(spec, seed=0, config=_config(spec), store=str(db))
+    promoted = {e["version"] for e in run.events if e["kind"] == "promotion"}
+    assert promoted
+    cand = {e["version"]: e for e in run.events if e["kind"] == "candidate"}
+    tuned = [p for k, p in _kinds(db) if k == "thresholds.activated" and p["reason"] == "tuned"]
+    assert len(tuned) == len(promoted)
+    frac = _config(spec).retrain.validation_fraction
+    for v, p in zip(sorted(promoted), tuned, strict=True):
+        held = cand[v]["trained_on"] * frac / (1 - frac)
+        assert abs(p["evidence"]["n"] - held) <= 0.1 * held + 20, (p["evidence"]["n"], held)

@@ -113,10 +113,18 @@ class _PlugIn:
     ``t − 1`` only (predictable), which is what makes the capital a supermartingale.
     """
 
-    def __init__(self, delta: float, cap: float) -> None:
+    def __init__(self, delta: float, cap: float, n_plan: int | None = None) -> None:
         self.log_term = math.log(2.0 / delta)
         self.cap = cap
+        self.n_plan = n_plan
         self.reset()
+
+    def bet(self, t: np.ndarray | float, var_prev: np.ndarray | float) -> np.ndarray | float:
+        """``λ_t`` from the variance estimate up to ``t − 1``: tuned for every ``t`` (the
+        ``t log(1+t)`` schedule) or, with ``n_plan``, for ``n_plan`` observations
+        (near-equal weights, the tightest width at ``t = n_plan``)."""
+        scale = self.n_plan if self.n_plan is not None else t * np.log1p(t)
+        return np.minimum(np.sqrt(2.0 * self.log_term / (var_prev * scale)), self.cap)
 
     def reset(self) -> None:
         self.t = 0
@@ -136,8 +144,7 @@ class _PlugIn:
         var_prev = np.empty(b)
         mu_prev[0], var_prev[0] = self.mu_prev, self.var_prev
         mu_prev[1:], var_prev[1:] = mu[:-1], var[:-1]
-        lam = np.sqrt(2.0 * self.log_term / (var_prev * t * np.log1p(t)))
-        lam = np.minimum(lam, self.cap)
+        lam = np.asarray(self.bet(t, var_prev), dtype=np.float64)
         self.t += b
         self.sum_x += float(x.sum())
         self.sum_sq += float(sq.sum())
@@ -158,18 +165,30 @@ class EmpiricalBernsteinCS:
 
     valid simultaneously for all ``t`` with probability ``≥ 1 − δ``. The running
     intersection ``[max_{s≤t} l_s, min_{s≤t} u_s]`` is reported (also valid). Width is
-    ``O(σ sqrt(log t / t))``. An update of a batch of ``B`` values costs ``O(B)`` numpy work.
+    ``O(σ sqrt(log t / t))``. Any predictable bets keep the guarantee; ``n_plan`` tunes them
+    for ``n_plan`` observations (``λ_i ∝ 1/sqrt(σ̂² n_plan)``: near-equal weights, so the
+    centre is close to the plain mean of what the sequence has seen, and the width is
+    tightest near ``t = n_plan``) -- what a sequence of bounded life (:class:`RestartedCS`)
+    wants. An update of a batch of ``B`` values costs ``O(B)`` numpy work.
     """
 
     def __init__(
-        self, delta: float = 0.05, *, cap: float = 0.5, running_intersection: bool = True
+        self,
+        delta: float = 0.05,
+        *,
+        cap: float = 0.5,
+        running_intersection: bool = True,
+        n_plan: int | None = None,
     ) -> None:
         self.delta = _check_delta(delta)
         if not 0.0 < cap < 1.0:
             raise _bad("cap", f"must be in (0, 1), got {cap!r}")
+        if n_plan is not None and int(n_plan) < 1:
+            raise _bad("n_plan", f"must be ≥ 1, got {n_plan!r}")
         self.cap = float(cap)
         self.running_intersection = bool(running_intersection)
-        self._plugin = _PlugIn(self.delta, self.cap)
+        self.n_plan = None if n_plan is None else int(n_plan)
+        self._plugin = _PlugIn(self.delta, self.cap, self.n_plan)
         self.reset()
 
     def reset(self) -> None:
@@ -191,7 +210,7 @@ class EmpiricalBernsteinCS:
             )
         pl = self._plugin
         t = pl.t + 1
-        lam = min(math.sqrt(2.0 * pl.log_term / (pl.var_prev * t * math.log1p(t))), self.cap)
+        lam = float(pl.bet(float(t), pl.var_prev))
         v = 4.0 * (x - pl.mu_prev) ** 2
         pl.sum_x += x
         mu = (0.5 + pl.sum_x) / (t + 1.0)
@@ -370,17 +389,24 @@ class RestartedCS:
     started as the ``j``-th (``j = 0, 1, …``) runs at level ``δ_j``, with
     ``δ_j = δ / J`` when a ``horizon`` (total number of observations) is given
     (``J = ⌈horizon / stride⌉``), else ``δ_j = δ / ((j+1)(j+2))``; either way ``Σ δ_j ≤ δ``.
-    The reported bounds at time ``t`` are those of the *oldest live* CS, which has seen the
-    last ``n_t`` observations with ``stride ≤ n_t ≤ window`` (fewer only during the first
-    ``stride`` steps).
+    The reported band at time ``t`` is the intersection of the live CSs' intervals (at most
+    two: the oldest has seen the last ``n_t`` observations, ``stride ≤ n_t ≤ window``, the
+    youngest fewer than ``stride``), the estimate the oldest's centre moved into it; where
+    the intervals are disjoint (the level changed) the youngest's interval. The base
+    CSs' bets are tuned for ``stride`` observations (``EmpiricalBernsteinCS(n_plan=…)``:
+    near-equal weights, so no observation dominates a centre).
 
     Guarantee (union bound over the base CSs): with probability ``≥ 1 − δ``, for every
-    ``t`` (``t ≤ horizon`` if given) the reported interval contains the ``λ``-weighted
-    average of the conditional means of the observations it covers (the last ``n_t``);
-    in particular, if the mean was constant over those observations, it contains that
-    mean. Older data never enters, so after a change the band moves within ``window``
-    steps. The base CSs report their current interval, not a running intersection, so
-    the band is never pinned to a pre-change level.
+    ``t`` (``t ≤ horizon`` if given) *every* live CS contains the ``λ``-weighted average of
+    the conditional means of the observations it covers. Hence if every recent
+    observation has mean ``≤ λ₀``, the band's lower end stays ``≤ λ₀`` (and symmetrically
+    for the upper end): a trigger on the band is a valid test of the recent level; and if
+    the mean was constant over the last ``window`` observations, the band contains it
+    (any rule that picks among, or intersects, the live intervals keeps these guarantees).
+    After a change the young CS, which has seen mostly new data, moves the band within
+    about ``stride`` observations or less; older data never enters after ``window``.
+    The base CSs report their current interval, not a running intersection, so the band
+    is never pinned to a pre-change level.
     """
 
     def __init__(
@@ -402,7 +428,9 @@ class RestartedCS:
         # No running intersection inside the base CSs: it is valid under a constant mean
         # but after a change it pins the band to the old level (upper < the new estimate);
         # a "recent" sequence exists precisely to follow changes.
-        self.factory = factory or (lambda d: EmpiricalBernsteinCS(d, running_intersection=False))
+        self.factory = factory or (
+            lambda d: EmpiricalBernsteinCS(d, running_intersection=False, n_plan=self.stride)
+        )
         self.reset()
 
     def level(self, j: int) -> float:
@@ -429,15 +457,10 @@ class RestartedCS:
             if not (0.0 <= xf <= 1.0):
                 _as_obs([xf])  # raises the standard error
             self._start_if_due()
-            reported = None
-            for _, cs in self._live:
-                b = cs.update(xf)
-                if reported is None:
-                    reported = b  # oldest live
+            bs = [cs.update(xf) for _, cs in self._live]
             self._t += 1
             self._start_if_due()
-            assert reported is not None
-            return reported
+            return _intersect(bs)
         obs = _as_obs(x)
         ests, los, his = [], [], []
         i = 0
@@ -447,12 +470,7 @@ class RestartedCS:
             nxt = (self._t // self.stride + 1) * self.stride
             take = min(obs.size - i, nxt - self._t)
             seg = obs[i : i + take]
-            reported = None
-            for _, cs in self._live:
-                b = cs.update(seg)
-                if reported is None:
-                    reported = b  # oldest live
-            assert reported is not None
+            reported = _intersect([cs.update(seg) for _, cs in self._live])
             ests.append(reported.estimate)
             los.append(reported.lower)
             his.append(reported.upper)
@@ -470,26 +488,54 @@ class RestartedCS:
                 return cs
         return None
 
+    def _band(self) -> CSBounds | None:
+        live = [cs for _, cs in self._live if cs.n > 0]
+        if not live:
+            return None
+        return _intersect(
+            [
+                CSBounds(np.array([c.estimate]), np.array([c.lower]), np.array([c.upper]))
+                for c in live
+            ]
+        )
+
     @property
     def lower(self) -> float:
-        cs = self._oldest()
-        return cs.lower if cs else 0.0
+        b = self._band()
+        return float(b.lower[0]) if b else 0.0
 
     @property
     def upper(self) -> float:
-        cs = self._oldest()
-        return cs.upper if cs else 1.0
+        b = self._band()
+        return float(b.upper[0]) if b else 1.0
 
     @property
     def estimate(self) -> float:
-        cs = self._oldest()
-        return cs.estimate if cs else math.nan
+        b = self._band()
+        return float(b.estimate[0]) if b else math.nan
 
     @property
     def n(self) -> int:
         """Observations behind the currently reported bounds."""
         cs = self._oldest()
         return cs.n if cs else 0
+
+
+def _intersect(bounds: list[CSBounds]) -> CSBounds:
+    """The band of the live CSs (oldest first): their intersection, with the oldest's
+    centre moved into it; where the intervals are disjoint (the level changed between
+    their starts) the youngest's interval and centre -- the recent level."""
+    if len(bounds) == 1:
+        return bounds[0]
+    lo = np.maximum.reduce([np.asarray(b.lower, dtype=np.float64) for b in bounds])
+    hi = np.minimum.reduce([np.asarray(b.upper, dtype=np.float64) for b in bounds])
+    young = bounds[-1]
+    apart = lo > hi
+    return CSBounds(
+        np.where(apart, young.estimate, np.clip(bounds[0].estimate, lo, np.maximum(lo, hi))),
+        np.where(apart, young.lower, lo),
+        np.where(apart, young.upper, hi),
+    )
 
 
 def _beta_binomial_log_mixture(
