@@ -66,6 +66,11 @@ ABLATION_CELLS: tuple[str, ...] = (
 
 _RIVER = ("adwin", "page_hinkley")
 
+BIASED_REVIEWERS = ("adversarial-reviewers", "rubber-stampers")
+"""Scenarios whose reviewers' labels are biased against the people's preference: the
+threshold-fidelity bound assumes unbiased observations, so its check leaves them out (the
+results page shows them)."""
+
 
 def _bad(field_name: str, reason: str) -> ValidationFailed:
     return ValidationFailed([ItemError(0, field_name, reason)], what="ablation")
@@ -804,8 +809,10 @@ def study_checks(study: Mapping[str, Any]) -> dict[str, bool]:
         "2 promotions happen": full["promotions"] >= 1,
         "2 no-retraining does not recover": "no-retraining" not in main
         or main["no-retraining"]["final_policy_loss"] > lam,
-        "3 error <= bound": all(
-            r["meta_error_rate"] <= r["fidelity_bound"] + 1e-9 for r in study["fidelity"]
+        "3 error <= bound (unbiased reviewers)": all(
+            r["meta_error_rate"] <= r["fidelity_bound"] + 1e-9
+            for r in study["fidelity"]
+            if r["scenario"] not in BIASED_REVIEWERS
         ),
         "4 blind spot worse without IPW+floor": coll["no-ipw"]["blind_spot_loss"]
         > coll["full"]["blind_spot_loss"],
@@ -1016,19 +1023,22 @@ costs the deferral cost). Example run (seed {task_seed(plan["base_seed"], 0, 0)}
 Measured meta-alignment error (fraction of steps where the trigger state differs from
 `1[L_t > lambda]`) vs the threshold-fidelity bound `delta + mean 1[|L_t - lambda| <=
 (u_t - l_t) + d_t]`, full NPO, {plan["fidelity_seeds"]} seeds per scenario
-({mark("3 error <= bound")}). The bound is informative where the loss sits clearly on one
-side of lambda and vacuous (near 1) where it hovers around lambda or moves within the
-monitor's horizon: there the trigger state is honestly uncertain.
+({mark("3 error <= bound (unbiased reviewers)")}). The bound is informative where the loss
+sits clearly on one side of lambda and vacuous (near 1) where it hovers around lambda or
+moves within the monitor's horizon: there the trigger state is honestly uncertain.
 
 {fid_md}
 
 ![fidelity](figures/fidelity.png)
 
-The loss the monitor measures, and the truth it is scored against, is disagreement with the
-*reviewers* (honest reviewers' label noise included). Where a reviewer group lies
-(`adversarial-reviewers`) or rubber-stamps, the estimate is biased against the people's
-preference; the bound covers the monitor's band, not that bias: reviewer diagnostics
-(`npo report --by reviewer`) are the tool for those cases.
+The truth here is disagreement with *honest* reviewers (their label noise included). The
+bound assumes the monitor's observations are unbiased for it, so the check covers every
+scenario except those whose reviewers are biased by design (`adversarial-reviewers`,
+`rubber-stampers`; shown above, not checked): where a reviewer group lies, the monitor
+measures the lies and fires although the honest loss is below lambda (`adversarial-reviewers`
+exceeds its bound); rubber-stampers bias the estimate down. No band width repairs a biased
+observation: reviewer diagnostics (`npo report --by reviewer`: rubber-stamping and discordant
+flags, kappa) and the disagreement monitor are the tools for those cases.
 
 ## 4. Alignment collapse (blind spot)
 
