@@ -182,7 +182,12 @@ def _why(e: dict[str, Any]) -> str:
             f"{_fmt(e['estimated_loss'])}, deferral {_fmt(e['deferral_rate'])} ({e['reason']})"
         )
     if e["kind"] == "candidate":
-        return f"{e['version']} trained on {e['trained_on']} labelled reviews since {e['since']}"
+        why = e.get("why")
+        why = "on schedule" if why == "schedule" else f"after {why}" if why else ""
+        return (
+            f"{e['version']} ({why}) trained on {e['trained_on']} labelled reviews "
+            f"since {e['since']}".replace(" ()", "")
+        )
     if e["kind"] == "rejected":
         return f"{e['candidate']}: {e['outcome']} — " + "; ".join(e.get("reasons", []))
     if e["kind"].startswith("override"):
