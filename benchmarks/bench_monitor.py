@@ -35,6 +35,8 @@ from npo.monitor import (
     MixtureSRDetector,
     NullMonitor,
     PageHinkleyMonitor,
+    calibrate_to_false_alarm,
+    first_alarm,
 )
 
 P0, PRE, ALPHA = 0.05, 5000, 0.05
@@ -49,39 +51,6 @@ def _streams(seeds: int, p1: float, post: int, base_seed: int) -> np.ndarray:
 
 def _first_alarm_vectorised(alarm: np.ndarray) -> np.ndarray:
     return np.where(alarm.any(axis=1), alarm.argmax(axis=1), alarm.shape[1])
-
-
-def _first_alarm_monitor(make: Callable[[], Any], x: np.ndarray, chunk: int) -> int:
-    """Feed a monitor in chunks; index of the first non-OK state (len(x) if none)."""
-    mon = make()
-    for start in range(0, x.size, chunk):
-        s = mon.update(x[start : start + chunk])
-        if s.any():
-            return start + int(np.argmax(s > 0))
-    return x.size
-
-
-def _calibrate(
-    false_alarm: Callable[[float], float], lo: float, hi: float, increasing: bool, iters: int
-) -> float:
-    """Bisection (in log space) for the parameter giving ~ALPHA false alarms.
-
-    ``increasing``: false alarms grow with the parameter (ADWIN delta); else they fall
-    (Page-Hinkley threshold). Returns the most conservative value found with FA <= ALPHA.
-    """
-    a, b = np.log(lo), np.log(hi)
-    best = lo if increasing else hi
-    for _ in range(iters):
-        mid = 0.5 * (a + b)
-        fa = false_alarm(float(np.exp(mid)))
-        ok = fa <= ALPHA
-        if ok:
-            best = float(np.exp(mid))
-        if ok == increasing:
-            a = mid
-        else:
-            b = mid
-    return best
 
 
 def _summary(first: np.ndarray, post: int) -> dict[str, float]:
@@ -148,13 +117,23 @@ def run(quick: bool) -> dict[str, Any]:
     cal_river = cal[:cal_seeds]
 
     def river_fa(make: Callable[[], Any]) -> float:
-        return float(np.mean([_first_alarm_monitor(make, c, 500) < PRE for c in cal_river]))
+        return float(np.mean([first_alarm(make, c, 500) < PRE for c in cal_river]))
 
-    adwin_delta = _calibrate(
-        lambda d: river_fa(lambda: ADWINMonitor(delta=d)), 1e-4, 1.0, True, iters
+    adwin_delta = calibrate_to_false_alarm(
+        lambda d: river_fa(lambda: ADWINMonitor(delta=d)),
+        1e-4,
+        1.0,
+        level=ALPHA,
+        increasing=True,
+        iters=iters,
     )
-    ph_threshold = _calibrate(
-        lambda h: river_fa(lambda: PageHinkleyMonitor(threshold=h)), 1.0, 200.0, False, iters
+    ph_threshold = calibrate_to_false_alarm(
+        lambda h: river_fa(lambda: PageHinkleyMonitor(threshold=h)),
+        1.0,
+        200.0,
+        level=ALPHA,
+        increasing=False,
+        iters=iters,
     )
 
     sr_ref = MixtureSRDetector(P0, alpha=ALPHA, horizon=PRE)
@@ -204,7 +183,7 @@ def run(quick: bool) -> dict[str, Any]:
             "River PageHinkley, defaults": (lambda: PageHinkleyMonitor(mode="both"), 500),
         }
         for name, (make, chunk) in monitors.items():
-            firsts[name] = np.array([_first_alarm_monitor(make, xi, chunk) for xi in x])
+            firsts[name] = np.array([first_alarm(make, xi, chunk) for xi in x])
         res = {name: _summary(f, post) for name, f in firsts.items()}
         oracle_delay = res["oracle CUSUM (knows p0, p1; calibrated)"]["median_delay"]
         for name, r in res.items():

@@ -25,7 +25,14 @@ from npo.monitor.cs_monitor import (
     disagreement_terms,
 )
 from npo.monitor.edetector import EDetectorMonitor, MixtureSRDetector, default_levels
-from npo.monitor.meta import MetaAlignment, ThresholdFidelity, meta_alignment, threshold_fidelity
+from npo.monitor.meta import (
+    MetaAlignment,
+    ThresholdFidelity,
+    calibrate_to_false_alarm,
+    first_alarm,
+    meta_alignment,
+    threshold_fidelity,
+)
 from npo.monitor.river_adapters import ADWINMonitor, PageHinkleyMonitor
 
 __all__ = [
@@ -45,8 +52,10 @@ __all__ = [
     "PageHinkleyMonitor",
     "ThresholdFidelity",
     "TriggerState",
+    "calibrate_to_false_alarm",
     "default_levels",
     "disagreement_terms",
+    "first_alarm",
     "hysteresis_states",
     "meta_alignment",
     "threshold_fidelity",

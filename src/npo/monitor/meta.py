@@ -22,7 +22,9 @@ mean loss since the last reset).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,7 +32,14 @@ from numpy.typing import ArrayLike
 from npo.errors import ItemError, ValidationFailed
 from npo.monitor.base import check_level
 
-__all__ = ["MetaAlignment", "ThresholdFidelity", "meta_alignment", "threshold_fidelity"]
+__all__ = [
+    "MetaAlignment",
+    "ThresholdFidelity",
+    "calibrate_to_false_alarm",
+    "first_alarm",
+    "meta_alignment",
+    "threshold_fidelity",
+]
 
 
 @dataclass(frozen=True)
@@ -148,3 +157,43 @@ def meta_alignment(
         ambiguity_rate=amb,
         bound=bound,
     )
+
+
+def first_alarm(make: Callable[[], Any], x: np.ndarray, chunk: int = 10_000) -> int:
+    """Index of the first non-OK state of a fresh monitor ``make()`` fed ``x`` in chunks
+    (``len(x)`` if it never fires)."""
+    mon = make()
+    for start in range(0, x.size, chunk):
+        s = mon.update(x[start : start + chunk])
+        if s.any():
+            return start + int(np.argmax(s > 0))
+    return x.size
+
+
+def calibrate_to_false_alarm(
+    false_alarm: Callable[[float], float],
+    lo: float,
+    hi: float,
+    *,
+    level: float,
+    increasing: bool,
+    iters: int = 8,
+) -> float:
+    """The most sensitive parameter in ``[lo, hi]`` whose measured false-alarm rate
+    ``false_alarm(v)`` is at most ``level``, by bisection in log space (``iters`` steps).
+
+    ``increasing``: false alarms grow with the parameter (ADWIN's ``delta``); else they fall
+    (Page-Hinkley's threshold). A result at ``lo`` / ``hi`` means the range was too narrow.
+    An empirical match on the given streams, not a guarantee elsewhere."""
+    a, b = np.log(lo), np.log(hi)
+    best = lo if increasing else hi
+    for _ in range(iters):
+        mid = 0.5 * (a + b)
+        ok = false_alarm(float(np.exp(mid))) <= level
+        if ok:
+            best = float(np.exp(mid))
+        if ok == increasing:
+            a = mid
+        else:
+            b = mid
+    return best

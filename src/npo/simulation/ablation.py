@@ -294,15 +294,6 @@ def convergence_experiment(
     }
 
 
-def _first_alarm(make: Callable[[], Any], x: np.ndarray, chunk: int) -> int:
-    mon = make()
-    for s0 in range(0, x.size, chunk):
-        st = mon.update(x[s0 : s0 + chunk])
-        if st.any():
-            return s0 + int(np.argmax(st > 0))
-    return x.size
-
-
 class _ObservationRecorder:
     """A monitor that never fires and keeps what the loop feeds it (one array per
     :meth:`update` call: the loop calls it once per step that brought observations)."""
@@ -393,6 +384,8 @@ def monitor_experiment(
         EDetectorMonitor,
         FixedWindowMonitor,
         PageHinkleyMonitor,
+        calibrate_to_false_alarm,
+        first_alarm,
     )
 
     jobs = [("stationary", task_seed(base_seed, 201, r), steps) for r in range(seeds)]
@@ -416,7 +409,7 @@ def monitor_experiment(
         for name, cls in (("fixed-window", FixedWindowMonitor), ("cs", ConfidenceSequenceMonitor)):
             fa[name][w] = [
                 float(
-                    _first_alarm(
+                    first_alarm(
                         lambda lam_r=float(np.mean(s["policy_loss"])) + gap, w=w, cls=cls: cls(
                             lam_r, scale=scale, delta=delta, window=w
                         ),
@@ -430,26 +423,14 @@ def monitor_experiment(
 
     # (b) matched false alarms at the loop's lambda; delays after the abrupt change
     def fa_rate(make: Callable[[], Any]) -> float:
-        return float(np.mean([_first_alarm(make, s["obs"], chunk) < s["obs"].size for s in pre]))
+        return float(np.mean([first_alarm(make, s["obs"], chunk) < s["obs"].size for s in pre]))
 
     def calibrate(
-        make_p: Callable[[float], Callable[[], Any]],
-        lo: float,
-        hi: float,
-        increasing: bool,
-        iters: int = 8,
+        make_p: Callable[[float], Callable[[], Any]], lo: float, hi: float, increasing: bool
     ) -> tuple[float, float]:
-        a, b = np.log(lo), np.log(hi)
-        best = lo if increasing else hi
-        for _ in range(iters):
-            mid = 0.5 * (a + b)
-            ok = fa_rate(make_p(float(np.exp(mid)))) <= delta
-            if ok:
-                best = float(np.exp(mid))
-            if ok == increasing:
-                a = mid
-            else:
-                b = mid
+        best = calibrate_to_false_alarm(
+            lambda v: fa_rate(make_p(v)), lo, hi, level=delta, increasing=increasing
+        )
         return best, fa_rate(make_p(best))
 
     adwin_delta, adwin_fa = calibrate(
@@ -473,7 +454,7 @@ def monitor_experiment(
         ideal = s["policy_loss"] > lam
         t0 = int(np.argmax(ideal)) if ideal.any() else steps
         for name, make in makers.items():
-            i = _first_alarm(make, s["obs"], chunk)
+            i = first_alarm(make, s["obs"], chunk)
             fired = int(s["step"][i]) if i < s["obs"].size else steps
             delays[name].append(float(fired - t0))
     return {
