@@ -3,13 +3,15 @@
 Usage::
 
     python benchmarks/run.py            # every benchmark, full size
-    python benchmarks/run.py --quick    # small sizes, to check they run
+    python benchmarks/run.py --quick    # small sizes, to check they run (results/quick/)
     python benchmarks/run.py ingest     # only benchmarks whose name contains "ingest"
 
 Each ``benchmarks/bench_<name>.py`` defines ``run(quick: bool) -> dict`` returning a
 JSON-able dict with at least ``title`` and ``rows`` (a list of flat dicts: one row per
 system measured, peers side by side in the same run). The runner writes
-``results/<name>.json`` and regenerates ``results/RESULTS.md`` from every JSON present.
+``results/<name>.json`` and regenerates ``results/RESULTS.md`` from every JSON present;
+``--quick`` writes under ``results/quick/`` (git-ignored), so a smoke run never replaces
+the full-size figures.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_markdown() -> Path:
+def write_markdown(folder: Path = RESULTS) -> Path:
     lines = ["# Benchmark results", "", "Regenerate with `python benchmarks/run.py`.", ""]
-    for f in sorted(RESULTS.glob("*.json")):
+    for f in sorted(folder.glob("*.json")):
         r = json.loads(f.read_text())
         lines += [f"## {r['title']}", "", f"_{r.get('machine', '')}; {r.get('date', '')}_", ""]
         rows = r.get("rows", [])
@@ -62,7 +64,7 @@ def write_markdown() -> Path:
         if r.get("notes"):
             lines += ["", r["notes"]]
         lines.append("")
-    out = RESULTS / "RESULTS.md"
+    out = folder / "RESULTS.md"
     out.write_text("\n".join(lines))
     return out
 
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("only", nargs="*", help="substrings of benchmark names to run")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     args = ap.parse_args(argv)
-    RESULTS.mkdir(exist_ok=True)
+    folder = RESULTS / "quick" if args.quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
     benches = sorted(HERE.glob("bench_*.py"))
     if args.only:
         benches = [b for b in benches if any(o in b.stem for o in args.only)]
@@ -85,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         result["date"] = time.strftime("%Y-%m-%d")
         result["quick"] = args.quick
         result["seconds"] = round(time.perf_counter() - t0, 1)
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+        (folder / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
         for row in result.get("rows", []):
             print("   ", {k: _fmt(v) for k, v in row.items()})
         for k, v in result.get("summary", {}).items():
             print(f"    {k}: {_fmt(v)}")
-    print(f"wrote {write_markdown()}")
+    print(f"wrote {write_markdown(folder)}")
     return 0
 
 
