@@ -152,7 +152,33 @@ class _PlugIn:
         return t, lam, mu_prev
 
 
-class EmpiricalBernsteinCS:
+class _PlugInState:
+    """Read-only state shared by the plug-in sequences: the current bounds, the plain mean
+    of what was seen and its count."""
+
+    _lower: float
+    _upper: float
+    _sum_x: float
+    _plugin: _PlugIn
+
+    @property
+    def lower(self) -> float:
+        return self._lower
+
+    @property
+    def upper(self) -> float:
+        return self._upper
+
+    @property
+    def estimate(self) -> float:
+        return self._sum_x / self.n if self.n else math.nan
+
+    @property
+    def n(self) -> int:
+        return self._plugin.t
+
+
+class EmpiricalBernsteinCS(_PlugInState):
     """Predictable plug-in empirical-Bernstein confidence sequence (two-sided).
 
     With ``ψ(λ) = (−log(1−λ) − λ)/4``, ``v_i = 4 (x_i − μ̂_{i−1})²`` and predictable bets
@@ -263,24 +289,8 @@ class EmpiricalBernsteinCS:
         self._lower, self._upper = float(lo[-1]), float(hi[-1])
         return CSBounds(est, lo, hi)
 
-    @property
-    def lower(self) -> float:
-        return self._lower
 
-    @property
-    def upper(self) -> float:
-        return self._upper
-
-    @property
-    def estimate(self) -> float:
-        return self._sum_x / self.n if self.n else math.nan
-
-    @property
-    def n(self) -> int:
-        return self._plugin.t
-
-
-class BettingCS:
+class BettingCS(_PlugInState):
     """Hedged betting confidence sequence on a grid of candidate means (two-sided).
 
     For each candidate ``m`` two gamblers bet for and against ``m``:
@@ -363,22 +373,6 @@ class BettingCS:
             e = np.empty(0)
             return CSBounds(e, e, e)
         return CSBounds(np.concatenate(ests), np.concatenate(los), np.concatenate(his))
-
-    @property
-    def lower(self) -> float:
-        return self._lower
-
-    @property
-    def upper(self) -> float:
-        return self._upper
-
-    @property
-    def estimate(self) -> float:
-        return self._sum_x / self.n if self.n else math.nan
-
-    @property
-    def n(self) -> int:
-        return self._plugin.t
 
 
 class RestartedCS:

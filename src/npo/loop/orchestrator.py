@@ -773,11 +773,13 @@ class AlignmentLoop:
 
     # ------------------------------------------------------------------ retraining
     def _scheduled_due(self) -> bool:
-        every = self.config.retrain.every_labels
+        """A scheduled candidate is due: ``every_labels`` (and at least ``min_feedback``)
+        labels since the last attempt -- a cheap gate before reading the store."""
+        r = self.config.retrain
         return (
-            every is not None
+            r.every_labels is not None
             and self.options.retrain
-            and self._n_label - self._n_label_at_attempt >= every
+            and self._n_label - self._n_label_at_attempt >= max(r.every_labels, r.min_feedback)
         )
 
     def _maybe_retrain(self, *, scheduled: bool = False) -> None:

@@ -13,6 +13,7 @@ holds until :meth:`reset`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,9 @@ from npo.monitor.base import MonitorStatus, TriggerState, as_observations, check
 __all__ = ["ADWINMonitor", "PageHinkleyMonitor"]
 
 
-class _RiverMonitor:
+class _RiverMonitor(ABC):
+    """A River drift detector behind the monitor protocol (subclasses build the detector)."""
+
     _name = "river"
 
     def __init__(self, *, scale: float = 1.0, **params: Any) -> None:
@@ -33,8 +36,9 @@ class _RiverMonitor:
         self._drift_mod = require("river.drift", "peers", f"the {self._name} monitor")
         self.reset()
 
-    def _make(self) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def _make(self) -> Any:
+        """A fresh River detector with ``self.params``."""
 
     def reset(self) -> None:
         self.detector = self._make()
