@@ -179,7 +179,22 @@ class ConfidenceSequenceMonitor:
         )
 
 
-class AbstentionMonitor(ConfidenceSequenceMonitor):
+class _RateMonitor(ConfidenceSequenceMonitor):
+    """A CS monitor of a rate: observations in ``[0, 1]`` (``scale`` fixed to 1)."""
+
+    def __init__(
+        self,
+        tolerance: float,
+        critical: float | None = None,
+        *,
+        delta: float = 0.05,
+        window: int | None = 2000,
+        cs: Any | Callable[[float], Any] | None = None,
+    ) -> None:
+        super().__init__(tolerance, critical, scale=1.0, delta=delta, window=window, cs=cs)
+
+
+class AbstentionMonitor(_RateMonitor):
     """Abstention-rate monitor: observations are 0/1 (1 = the review was an abstention).
 
     ``tolerance`` is the largest acceptable abstention rate; RETRAIN means "evidence the
@@ -190,35 +205,13 @@ class AbstentionMonitor(ConfidenceSequenceMonitor):
     name = "abstention rate"
     _binary = True
 
-    def __init__(
-        self,
-        tolerance: float,
-        critical: float | None = None,
-        *,
-        delta: float = 0.05,
-        window: int | None = 2000,
-        cs: Any | Callable[[float], Any] | None = None,
-    ) -> None:
-        super().__init__(tolerance, critical, scale=1.0, delta=delta, window=window, cs=cs)
 
-
-class DisagreementMonitor(ConfidenceSequenceMonitor):
+class DisagreementMonitor(_RateMonitor):
     """Reviewer-disagreement monitor: one observation per multiply-reviewed decision, the
     fraction of reviewer pairs that disagree on it (in ``[0, 1]``; see
     :func:`disagreement_terms`). ``tolerance`` is the acceptable disagreement rate."""
 
     name = "reviewer disagreement"
-
-    def __init__(
-        self,
-        tolerance: float,
-        critical: float | None = None,
-        *,
-        delta: float = 0.05,
-        window: int | None = 2000,
-        cs: Any | Callable[[float], Any] | None = None,
-    ) -> None:
-        super().__init__(tolerance, critical, scale=1.0, delta=delta, window=window, cs=cs)
 
 
 def disagreement_terms(labels: ArrayLike, *, missing: int = -1) -> np.ndarray:
