@@ -375,14 +375,20 @@ class BettingCS(_PlugInState):
         return CSBounds(np.concatenate(ests), np.concatenate(los), np.concatenate(his))
 
 
+PLANNED_SHARE = 0.9
+"""Share of ``δ`` a :class:`RestartedCS` spends within its planned horizon."""
+
+
 class RestartedCS:
     """ "Recent" confidence sequence: periodic restarts with a union bound.
 
     A fresh base CS (default :class:`EmpiricalBernsteinCS`) is started every
     ``stride = window // 2`` observations and lives for ``window`` observations. The CS
-    started as the ``j``-th (``j = 0, 1, …``) runs at level ``δ_j``, with
-    ``δ_j = δ / J`` when a ``horizon`` (total number of observations) is given
-    (``J = ⌈horizon / stride⌉``), else ``δ_j = δ / ((j+1)(j+2))``; either way ``Σ δ_j ≤ δ``.
+    started as the ``j``-th (``j = 0, 1, …``) runs at level ``δ_j``: with a planned
+    ``horizon`` (number of observations) ``δ_j = 0.9 δ / J`` for the ``J = ⌈horizon / stride⌉``
+    sequences it needs and ``δ_j = 0.1 δ / ((i+1)(i+2))``, ``i = j − J``, for any later one
+    (the guarantee does not end at the horizon); without one ``δ_j = δ / ((j+1)(j+2))``.
+    Either way ``Σ δ_j ≤ δ``.
     The reported band at time ``t`` is the intersection of the live CSs' intervals (at most
     two: the oldest has seen the last ``n_t`` observations, ``stride ≤ n_t ≤ window``, the
     youngest fewer than ``stride``), the estimate the oldest's centre moved into it; where
@@ -391,7 +397,7 @@ class RestartedCS:
     near-equal weights, so no observation dominates a centre).
 
     Guarantee (union bound over the base CSs): with probability ``≥ 1 − δ``, for every
-    ``t`` (``t ≤ horizon`` if given) *every* live CS contains the ``λ``-weighted average of
+    ``t`` *every* live CS contains the ``λ``-weighted average of
     the conditional means of the observations it covers. Hence if every recent
     observation has mean ``≤ λ₀``, the band's lower end stays ``≤ λ₀`` (and symmetrically
     for the upper end): a trigger on the band is a valid test of the recent level; and if
@@ -430,7 +436,11 @@ class RestartedCS:
     def level(self, j: int) -> float:
         """Miscoverage ``δ_j`` of the ``j``-th restarted CS."""
         if self.horizon is not None:
-            return self.delta / math.ceil(self.horizon / self.stride)
+            planned = math.ceil(self.horizon / self.stride)
+            if j < planned:
+                return PLANNED_SHARE * self.delta / planned
+            i = j - planned
+            return (1.0 - PLANNED_SHARE) * self.delta / ((i + 1) * (i + 2))
         return self.delta / ((j + 1) * (j + 2))
 
     def reset(self) -> None:

@@ -28,7 +28,7 @@ sees them divided by ``scale``, bounds are reported in loss units.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -120,6 +120,14 @@ class ConfidenceSequenceMonitor:
         self.cs.reset()
         self._state = TriggerState.OK
         self._last = (float("nan"), 0.0, 1.0)  # no data: the CS is all of [0, scale]
+        self._n_seen = 0
+        self._transition: MonitorStatus | None = None
+
+    @property
+    def transition(self) -> MonitorStatus | None:
+        """The status at the last change of state: the bounds that crossed the level (a
+        batch may move them back before its end; :attr:`status` is the end of the batch)."""
+        return self._transition
 
     @property
     def state(self) -> TriggerState:
@@ -140,6 +148,18 @@ class ConfidenceSequenceMonitor:
             self.critical / s,
             self._state,
         )
+        prev = np.concatenate([[self._state], states[:-1]])
+        changed = np.flatnonzero(states != prev)
+        if changed.size:
+            i = int(changed[-1])
+            before = TriggerState(int(prev[i]))
+            self._state = TriggerState(int(states[i]))
+            self._last = (float(b.estimate[i]), float(b.lower[i]), float(b.upper[i]))
+            snap = self.status  # the bounds as they were at that observation
+            self._transition = replace(
+                snap, n=self._n_seen + i + 1, evidence={**snap.evidence, "from": before.name}
+            )
+        self._n_seen += obs.size
         self._state = TriggerState(int(states[-1]))
         self._last = (float(b.estimate[-1]), float(b.lower[-1]), float(b.upper[-1]))
         return MonitorTrace(
