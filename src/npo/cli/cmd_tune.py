@@ -23,6 +23,14 @@ ConfigOption = Annotated[
 CDeferOption = Annotated[
     float, typer.Option(help="Cost of deferring (0/1 costs otherwise), if no --config.")
 ]
+PMinOption = Annotated[
+    float | None,
+    typer.Option(
+        "--p-min",
+        help="The review design's exploration floor (risk mode bounds each review's "
+        "weight by 1/p_min); default: the --config file's p_min.",
+    ),
+]
 
 
 def cost_matrix(store_actions, config: str | None, c_defer: float):  # type: ignore[no-untyped-def]
@@ -40,6 +48,19 @@ def cost_matrix(store_actions, config: str | None, c_defer: float):  # type: ign
             )
         return cfg.cost_matrix
     return CostMatrix.zero_one(store_actions, c_defer)
+
+
+def design_p_min(config: str | None, p_min: float | None) -> float | None:
+    """``--p-min``, else the loop config's ``p_min`` (the review design, never the data)."""
+    if p_min is not None or config is None:
+        return p_min
+    from npo.loop.config import LoopConfig
+
+    return LoopConfig.from_file(config).p_min
+
+
+def _fmt_threshold(v: float | str) -> str:
+    return v if isinstance(v, str) else f"{v:.4f}"
 
 
 def _fmt_iv(iv: tuple[float, float]) -> str:
@@ -65,7 +86,10 @@ def register(app: typer.Typer) -> None:
         ] = "loss",
         alpha: Annotated[float, typer.Option(help="Risk level for --objective risk.")] = 0.1,
         delta: Annotated[float, typer.Option(help="1 − confidence of bounds/intervals.")] = 0.1,
-        bound: Annotated[str, typer.Option(help="Risk bound: hb, eb or none.")] = "hb",
+        bound: Annotated[
+            str, typer.Option(help="Risk bound: wsr (variance-adaptive), hb, eb or none.")
+        ] = "wsr",
+        p_min: PMinOption = None,
         since: SinceOption = None,
         until: UntilOption = None,
         config: ConfigOption = None,
@@ -91,6 +115,7 @@ def register(app: typer.Typer) -> None:
                 alpha=alpha,
                 delta=delta,
                 bound=bound,  # type: ignore[arg-type]
+                p_min=design_p_min(config, p_min),
             )
             cost = cost_matrix(store.actions, config, c_defer)
             result = tune(store, tuner, cost, since=since, until=until)
@@ -109,7 +134,7 @@ def register(app: typer.Typer) -> None:
                 table.add_column(a)
             rows = [*result.segments, "(default)"]
             for name, row in zip(rows, out["thresholds"], strict=True):
-                table.add_row(name, *[f"{v:.4f}" for v in row])
+                table.add_row(name, *[_fmt_threshold(v) for v in row])
             console.print(table)
             console.print(
                 f"expected loss {result.loss:.4f} {_fmt_iv(result.loss_interval)}, "
