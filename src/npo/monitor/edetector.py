@@ -180,7 +180,13 @@ class MixtureSRDetector:
             x = np.concatenate([x, np.zeros((*x.shape[:-1], nb * bsz - n))], axis=-1)
         lead = x.shape[:-1]
         nlev = self.levels.size
-        s = np.log1p(self._lam[:, None] * (x[..., None, :] - self.reference))
+        # log LR per observation and level; zeros (most of a sparse loss stream) share one
+        s = np.empty((*lead, nlev, x.shape[-1]))
+        s[...] = np.log1p(-self._lam * self.reference)[:, None]
+        nz = x != 0.0
+        if nz.any():
+            by_obs = np.moveaxis(s, -2, -1)  # (..., n, J) view
+            by_obs[nz] = np.log1p(self._lam * (x[nz][:, None] - self.reference))
         np.cumsum(s, axis=-1, out=s)  # S_t, (..., J, n)
         s3 = s.reshape((*lead, nlev, nb, bsz))
         base = np.zeros((*lead, nlev, nb))
