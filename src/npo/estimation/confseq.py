@@ -105,6 +105,10 @@ def _as_obs(x: ArrayLike) -> np.ndarray:
     return a
 
 
+def _rows(x: ArrayLike) -> np.ndarray:
+    return np.atleast_2d(np.asarray(x, dtype=np.float64))
+
+
 class _PlugIn:
     """Predictable plug-in mean/variance and bets (Waudby-Smith & Ramdas 2023, eq. 26):
 
@@ -226,6 +230,20 @@ class EmpiricalBernsteinCS(_PlugInState):
         self._lower = 0.0
         self._upper = 1.0
 
+    def log_wealth(self, x: ArrayLike, m: float) -> np.ndarray:
+        """Log of the hedged capital ``½ M⁺_t(m) + ½ M⁻_t(m)`` of a fresh sequence with these
+        parameters after each observation of ``x`` (``(n,)`` or ``(reps, n)``): at the true
+        mean a nonnegative supermartingale started at 1, the process Ville's inequality is
+        applied to (each side at ``δ/2``)."""
+        xs = _rows(x)
+        out = np.empty(xs.shape)
+        for i, row in enumerate(xs):
+            _, lam, mu_prev = _PlugIn(self.delta, self.cap, self.n_plan).step(row)
+            pen = np.cumsum((row - mu_prev) ** 2 * (-np.log1p(-lam) - lam))
+            gain = np.cumsum(lam * (row - m))
+            out[i] = np.logaddexp(gain - pen, -gain - pen) + math.log(0.5)
+        return out.reshape(np.shape(x))
+
     def _update_one(self, x: float) -> CSBounds:
         """The same arithmetic as :meth:`update` for one observation, in plain floats
         (the monitor feeds one observation at a time)."""
@@ -329,6 +347,21 @@ class BettingCS(_PlugInState):
         self._sum_x = 0.0
         self._lower = 0.0
         self._upper = 1.0
+
+    def log_wealth(self, x: ArrayLike, m: float) -> np.ndarray:
+        """Log of the hedged capital ``K_t(m) = ½K⁺_t(m) + ½K⁻_t(m)`` of a fresh sequence
+        after each observation of ``x`` (``(n,)`` or ``(reps, n)``): a nonnegative
+        martingale started at 1 when ``m`` is the true mean."""
+        xs = _rows(x)
+        out = np.empty(xs.shape)
+        for i, row in enumerate(xs):
+            _, lam, _ = _PlugIn(self.delta, cap=np.inf).step(row)
+            up = np.minimum(lam, self.cap / m)
+            dn = np.minimum(lam, self.cap / (1.0 - m))
+            log_up = np.cumsum(np.log1p(up * (row - m)))
+            log_dn = np.cumsum(np.log1p(-dn * (row - m)))
+            out[i] = np.logaddexp(log_up, log_dn) + math.log(0.5)
+        return out.reshape(np.shape(x))
 
     def _bounds(self, excluded: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of an (B, G) exclusion mask -> outward-widened [lower, upper]."""

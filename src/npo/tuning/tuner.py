@@ -239,6 +239,8 @@ class ThresholdTuner:
     ``seed`` — of the data-independent order of the ``"wsr"`` bound.
     """
 
+    hb_pvalue = staticmethod(hb_pvalue)  # the Hoeffding–Bentkus p-value of bound="hb"
+
     def __init__(
         self,
         *,
@@ -621,7 +623,7 @@ class ThresholdTuner:
             upper = self._risk_upper(ms, z / big_b, order, cnt, int(n_total)) * big_b
             ok = upper <= self.alpha
         elif self.bound == "hb":
-            ok = hb_pvalue(risk, n_total, alpha=self.alpha, bound=big_b) <= self.delta
+            ok = self.hb_pvalue(risk, n_total, alpha=self.alpha, bound=big_b) <= self.delta
             upper = None
         elif self.bound == "eb":
             s2 = np.where(cnt > 0, np.cumsum((z * z)[order])[np.maximum(cnt - 1, 0)], 0.0)
