@@ -410,6 +410,9 @@ class BettingCS(_PlugInState):
 
 PLANNED_SHARE = 0.9
 """Share of ``δ`` a :class:`RestartedCS` spends within its planned horizon."""
+PLAN_FACTOR = math.sqrt(2.0)
+"""The base sequences of a :class:`RestartedCS` report between ``stride`` and ``2 stride``
+observations: their bets are tuned for the geometric middle, ``√2 · stride``."""
 
 
 class RestartedCS:
@@ -426,8 +429,9 @@ class RestartedCS:
     two: the oldest has seen the last ``n_t`` observations, ``stride ≤ n_t ≤ window``, the
     youngest fewer than ``stride``), the estimate the oldest's centre moved into it; where
     the intervals are disjoint (the level changed) the youngest's interval. The base
-    CSs' bets are tuned for ``stride`` observations (``EmpiricalBernsteinCS(n_plan=…)``:
-    near-equal weights, so no observation dominates a centre).
+    CSs' bets are tuned for ``√2 · stride`` observations, the geometric middle of the
+    ``[stride, window]`` they report over (``EmpiricalBernsteinCS(n_plan=…)``: near-equal
+    weights, so no observation dominates a centre).
 
     Guarantee (union bound over the base CSs): with probability ``≥ 1 − δ``, for every
     ``t`` *every* live CS contains the ``λ``-weighted average of
@@ -462,7 +466,9 @@ class RestartedCS:
         # but after a change it pins the band to the old level (upper < the new estimate);
         # a "recent" sequence exists precisely to follow changes.
         self.factory = factory or (
-            lambda d: EmpiricalBernsteinCS(d, running_intersection=False, n_plan=self.stride)
+            lambda d: EmpiricalBernsteinCS(
+                d, running_intersection=False, n_plan=round(PLAN_FACTOR * self.stride)
+            )
         )
         self.reset()
 

@@ -28,7 +28,10 @@ structure is kept; its error shrinks like ``1/sqrt(reviews in the bin)``), and a
 dependence of abstention or delay on the cost *within* a bin biases ``Z`` — by at most the
 bin's non-response rate times ``C_max``, downwards when people abstain more on the cases
 the policy gets wrong. Abstention that depends on the score across bins (people abstain
-more on uncertain cases) is corrected. A global response rate would not correct it.
+more on uncertain cases) is corrected. A global response rate would not correct it. The
+clip is a bias too when a bin's true response rate is below ``response_floor``: set the
+floor below the lowest response rate expected (the monitor's scale, hence its band, grows
+as ``1 / response_floor``).
 
 State: counts per bin and the decisions after the frontier (memory bounded by
 ``max_wait``).

@@ -39,11 +39,13 @@ __all__ = ["ChangeLevelMonitor", "band_window"]
 _CHUNK = 1 << 15
 
 
-def _eb_width(n: float, var_scaled: float, log_term: float, cap: float = 0.5) -> float:
-    """Full width (scaled units) of an empirical-Bernstein CS with bets tuned for ``n``
-    observations, at ``n`` observations of variance ``var_scaled`` (the plug-in's
+def _eb_width(
+    n: float, n_plan: float, var_scaled: float, log_term: float, cap: float = 0.5
+) -> float:
+    """Full width (scaled units) of an empirical-Bernstein CS with bets tuned for ``n_plan``
+    observations, after ``n`` observations of variance ``var_scaled`` (the plug-in's
     steady state: ``(log(2/δ) + n σ² ψ(λ)) / (n λ)`` per side)."""
-    lam = min(math.sqrt(2.0 * log_term / (max(var_scaled, 1e-12) * n)), cap)
+    lam = min(math.sqrt(2.0 * log_term / (max(var_scaled, 1e-12) * n_plan)), cap)
     psi = -math.log1p(-lam) - lam
     return 2.0 * (log_term + n * var_scaled * psi) / (n * lam)
 
@@ -61,9 +63,12 @@ def band_window(
     mean ``tolerance`` can have (``tolerance · scale − tolerance²``).
 
     The band of :class:`~npo.estimation.confseq.RestartedCS` is widest when its oldest
-    sequence has seen ``stride = window / 2`` observations; its level ``0.9 δ / J`` depends on
-    ``J = ⌈horizon / stride⌉``, so the stride is found by bisection.
+    sequence has seen ``stride = window / 2`` observations (its bets are tuned for
+    ``√2 · stride``); its level ``0.9 δ / J`` depends on ``J = ⌈horizon / stride⌉``, so the
+    stride is found by bisection.
     """
+    from npo.estimation.confseq import PLAN_FACTOR, PLANNED_SHARE
+
     check_level("tolerance", tolerance, high=scale)
     check_level("resolution", resolution)
     var = max(tolerance * scale - tolerance * tolerance, 1e-12) / (scale * scale)
@@ -71,7 +76,8 @@ def band_window(
 
     def width(stride: int) -> float:
         planned = math.ceil(horizon / stride)
-        return _eb_width(stride, var, math.log(2.0 * planned / (0.9 * delta)))
+        log_term = math.log(2.0 * planned / (PLANNED_SHARE * delta))
+        return _eb_width(stride, round(PLAN_FACTOR * stride), var, log_term)
 
     lo, hi = 50, 50
     while width(hi) > target and hi < 1 << 40:
