@@ -20,8 +20,7 @@ approximation, no effective-sample-size plug-in). Assumptions, stated precisely:
 recorded propensities are the true review probabilities and are ``≥ p_min``; abstentions
 are unrelated to the scenario (they are dropped; if people abstain more on hard cases the
 test is about the cases they label). ``diff_upper`` / ``diff_lower`` report the one-sided
-``1 − δ`` confidence bounds (the boundary of the rejected ``m``, on a grid of
-``C_max/1000``).
+``1 − δ`` confidence bounds (the boundary of the rejected ``m``, by bisection).
 
 Without ``p_min`` the validator falls back to the empirical-Bernstein interval of the
 Hájek mean with Kish's effective sample size (:mod:`npo.estimation.intervals`): a
@@ -44,7 +43,7 @@ better ``≤ Σ δ_j ≤ δ`` over the loop's whole life (union bound).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -55,7 +54,7 @@ from npo.errors import ItemError, ValidationFailed
 
 Outcome = Literal["promote", "hold", "reject"]
 Guarantee = Literal["finite-sample", "asymptotic"]
-_GRID = 2001  # m values on [-C_max, C_max] for the reported confidence bounds
+_BISECTIONS = 21  # the reported confidence bounds to C_max / 2^20
 
 
 def _bad(field: str, reason: str) -> ValidationFailed:
@@ -439,11 +438,24 @@ class _FiniteSampleTest(_Test):
         return bool(self._upper(self._sums(mask, -1.0), np.array(-m), delta) < 0.5)
 
     def bounds(self, mask: np.ndarray, delta: float) -> tuple[float, float]:
-        grid = np.linspace(-self.cmax, self.cmax, _GRID)
-        below = self._upper(self._sums(mask, 1.0), grid, delta) < 0.5  # evidence Δ < grid
-        above = self._upper(self._sums(mask, -1.0), -grid, delta) < 0.5  # evidence Δ > grid
-        hi = float(grid[np.argmax(below)]) if below.any() else self.cmax
-        lo = float(grid[len(grid) - 1 - np.argmax(above[::-1])]) if above.any() else -self.cmax
+        """The boundaries of the rejected ``m`` (bisection to ``C_max / 2^20``): the smallest
+        ``m`` with evidence ``Δ < m`` and the largest with evidence ``Δ > m``."""
+        up, down = self._sums(mask, 1.0), self._sums(mask, -1.0)
+
+        def boundary(rejects: Callable[[float], bool], toward_high: bool) -> float:
+            lo, hi = -self.cmax, self.cmax
+            if not rejects(hi if toward_high else lo):
+                return self.cmax if toward_high else -self.cmax
+            for _ in range(_BISECTIONS):
+                mid = 0.5 * (lo + hi)
+                if rejects(mid) == toward_high:
+                    hi = mid
+                else:
+                    lo = mid
+            return hi if toward_high else lo
+
+        hi = boundary(lambda m: bool(self._upper(up, np.array(m), delta) < 0.5), True)
+        lo = boundary(lambda m: bool(self._upper(down, np.array(-m), delta) < 0.5), False)
         return lo, hi
 
 
