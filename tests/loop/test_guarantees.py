@@ -237,9 +237,7 @@ def test_risk_controlled_tuner_retunes_inside_the_loop(tmp_path: Path) -> None:
         dec = b.decision[idx]
         want = np.where(wrong, np.where(dec == 0, 1, 0), np.maximum(dec, 0))
         kinds = np.where((dec >= 0) & ~wrong, 0, 1)
-        loop.receive(
-            [b.decision_id[i] for i in idx], kinds, want, reviewer_ids=["r"] * idx.size
-        )
+        loop.receive([b.decision_id[i] for i in idx], kinds, want, reviewer_ids=["r"] * idx.size)
         if loop.counts["retunes"]:
             break
     assert loop.counts["retunes"] >= 1
@@ -363,9 +361,7 @@ def _abstaining_run(path: Path, seed: int, delay: bool) -> tuple[float, float]:
         arrive = step + (rng.integers(0, 31, idx.size) if delay else np.zeros(idx.size, int))
         for t in np.unique(arrive):
             sel = idx[arrive == t]
-            queue.append(
-                (int(t), [b.decision_id[i] for i in sel], kinds[arrive == t], want[sel])
-            )
+            queue.append((int(t), [b.decision_id[i] for i in sel], kinds[arrive == t], want[sel]))
         due = [q for q in queue if q[0] <= step]
         queue = [q for q in queue if q[0] > step]
         for _, ids, k, w in due:

@@ -20,12 +20,15 @@ from npo.estimation.intervals import bootstrap_interval, empirical_bernstein_int
 from npo.monitor import ChangeLevelMonitor, ConfidenceSequenceMonitor, EDetectorMonitor
 from npo.testing import (
     Check,
-    check_upper_bound_coverage,
-    check_upper_bound_width,
     confidence_sequence_checks,
     interval_checks,
     monitor_checks,
     tuner_checks,
+)
+from npo.testing.checks import (
+    check_upper_bound_coverage,
+    check_upper_bound_width,
+    check_wealth_supermartingale,
 )
 from npo.testing.reference import (
     PUBLISHED_BERNOULLI_CS,
@@ -130,9 +133,7 @@ WRONG: dict[str, list[Check]] = {
     "capital with look-ahead bets": [
         (
             "wealth supermartingale",
-            lambda: __import__("npo.testing", fromlist=["x"]).check_wealth_supermartingale(
-                wrong.look_ahead_log_wealth
-            ),
+            lambda: check_wealth_supermartingale(wrong.look_ahead_log_wealth),
         )
     ],
     "tuner, HB p-values x 0.2": tuner_checks(_risk_tuner("hb", wrong.TunerHBTimesPointTwo)),

@@ -13,7 +13,8 @@ from scipy.stats import norm
 from npo.domain import NEVER_ACT, ActionSpace
 from npo.errors import ValidationFailed
 from npo.estimation import distribution_free_floor
-from npo.policy import decide, decide_min_cost, expected_costs, softmax
+from npo.policy import decide, decide_min_cost, expected_costs
+from npo.testing.streams import calibrated_four_class, ten_x_costs
 from npo.tuning import ThresholdTuner
 
 K = 4
@@ -21,18 +22,12 @@ K = 4
 
 def _cost_10x() -> np.ndarray:
     """0/1 costs, except that acting when the person wanted class 3 costs 10; deferring 0.5."""
-    c = np.ones((K + 1, K)) - np.vstack([np.eye(K), np.zeros((1, K))])
-    c[:K, 3] = 10.0
-    c[3, 3] = 0.0
-    c[K] = 0.5
-    return c
+    return ten_x_costs(K)
 
 
 def _world(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated scores (the person's preference is drawn from them)."""
-    s = softmax(rng.normal(0.0, 1.5, (n, K)))
-    y = (rng.random(n)[:, None] > np.cumsum(s, axis=1)).sum(axis=1)
-    return s, np.minimum(y, K - 1)
+    return calibrated_four_class(rng, n)
 
 
 def test_distribution_free_floor_is_exact() -> None:

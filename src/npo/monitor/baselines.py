@@ -11,6 +11,7 @@ from npo.monitor.base import (
     TriggerState,
     as_observations,
     check_level,
+    check_levels,
     hysteresis_states,
 )
 
@@ -65,13 +66,7 @@ class FixedWindowMonitor:
         delta: float = 0.05,
         min_samples: int = 30,
     ) -> None:
-        self.scale = check_level("scale", scale)
-        self.tolerance = check_level("tolerance", tolerance, high=self.scale)
-        self.critical = (
-            min(2 * self.tolerance, 0.5 * (self.tolerance + self.scale))
-            if critical is None
-            else check_level("critical", critical, low=self.tolerance, high=self.scale)
-        )
+        self.scale, self.tolerance, self.critical = check_levels(tolerance, critical, scale)
         self.window = int(check_level("window", window, low=1))
         self.delta = check_level("delta", delta, high=1.0)
         self.min_samples = int(check_level("min_samples", min_samples, low=1))

@@ -31,7 +31,14 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from npo.monitor.base import MonitorStatus, TriggerState, as_observations, check_level
+from npo.monitor.base import (
+    MonitorStatus,
+    TriggerState,
+    as_observations,
+    band_status,
+    check_level,
+    check_levels,
+)
 from npo.monitor.edetector import MixtureSRDetector, epoch_log_threshold
 
 __all__ = ["ChangeLevelMonitor", "band_window"]
@@ -112,13 +119,7 @@ class ChangeLevelMonitor:
         window: int | None = None,
         resolution: float = 0.5,
     ) -> None:
-        self.scale = check_level("scale", scale)
-        self.tolerance = check_level("tolerance", tolerance, high=self.scale)
-        self.critical = (
-            min(2 * self.tolerance, 0.5 * (self.tolerance + self.scale))
-            if critical is None
-            else check_level("critical", critical, low=self.tolerance, high=self.scale)
-        )
+        self.scale, self.tolerance, self.critical = check_levels(tolerance, critical, scale)
         self.delta = check_level("delta", delta, high=1.0)
         self.horizon = int(check_level("horizon", horizon, low=1))
         self.resolution = check_level("resolution", resolution)
@@ -283,19 +284,15 @@ class ChangeLevelMonitor:
             lo, hi = float(band.lower) * s, float(band.upper) * s  # type: ignore[attr-defined]
         else:
             est, lo, hi = float("nan"), 0.0, s
-        tol = self.tolerance
-        eps = (est - lo) if est >= tol else (hi - est)
-        return MonitorStatus(
-            state=self._state,
-            n=n,
-            estimate=est,
-            lower=lo,
-            upper=hi,
-            tolerance=tol,
-            margin=abs(est - tol),
-            epsilon=eps,
-            in_ambiguity_zone=bool(lo <= tol <= hi),
-            evidence={
+        return band_status(
+            self._state,
+            n,
+            est,
+            lo,
+            hi,
+            self.tolerance,
+            self.delta,
+            {
                 "monitor": self.name,
                 "log_e_up": self._up.log_statistic,
                 "log_e_up_critical": self._up_crit.log_statistic,
@@ -310,6 +307,5 @@ class ChangeLevelMonitor:
                 "scale": s,
                 "observations": self._n,
                 "alarms": self._alarms,
-                "fidelity_bound": self.delta + float(lo <= tol <= hi),
             },
         )

@@ -1,4 +1,6 @@
-"""The default monitor: a time-uniform confidence sequence over the alignment loss.
+"""A level monitor on a time-uniform confidence sequence over the alignment loss (the loop's
+default is :class:`~npo.monitor.ChangeLevelMonitor`, which raises its triggers with
+e-detectors and uses a confidence sequence for its band and its clear condition).
 
 With tolerance ``lambda`` and critical level ``lambda_crit > lambda`` (loss units) and a
 ``(1 - delta)`` confidence sequence ``[l_t, u_t]`` for the mean of the observations
@@ -39,7 +41,9 @@ from npo.monitor.base import (
     MonitorStatus,
     TriggerState,
     as_observations,
+    band_status,
     check_level,
+    check_levels,
     hysteresis_states,
 )
 
@@ -102,13 +106,7 @@ class ConfidenceSequenceMonitor:
         window: int | None = 2000,
         cs: Any | Callable[[float], Any] | None = None,
     ) -> None:
-        self.scale = check_level("scale", scale)
-        self.tolerance = check_level("tolerance", tolerance, high=self.scale)
-        self.critical = (
-            min(2 * self.tolerance, 0.5 * (self.tolerance + self.scale))
-            if critical is None
-            else check_level("critical", critical, low=self.tolerance, high=self.scale)
-        )
+        self.scale, self.tolerance, self.critical = check_levels(tolerance, critical, scale)
         self.delta = check_level("delta", delta, high=1.0)
         self.window = None if window is None else int(check_level("window", window, low=1))
         self.cs = _make_cs(cs, self.delta, self.window)
@@ -173,28 +171,22 @@ class ConfidenceSequenceMonitor:
     @property
     def status(self) -> MonitorStatus:
         s = self.scale
-        n = int(self.cs.n)
         est, lo, hi = (v * s for v in self._last)
-        tol = self.tolerance
-        eps = (est - lo) if est >= tol else (hi - est)
-        return MonitorStatus(
-            state=self._state,
-            n=n,
-            estimate=est,
-            lower=lo,
-            upper=hi,
-            tolerance=tol,
-            margin=abs(est - tol),
-            epsilon=eps,
-            in_ambiguity_zone=bool(lo <= tol <= hi),
-            evidence={
+        return band_status(
+            self._state,
+            int(self.cs.n),
+            est,
+            lo,
+            hi,
+            self.tolerance,
+            self.delta,
+            {
                 "monitor": self.name,
                 "confidence_sequence": type(self.cs).__name__,
                 "window": self.window if self.window is not None else "since reset",
                 "delta": self.delta,
                 "critical": self.critical,
                 "scale": s,
-                "fidelity_bound": self.delta + float(lo <= tol <= hi),
             },
         )
 

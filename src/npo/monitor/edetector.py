@@ -45,7 +45,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from npo.errors import ItemError, ValidationFailed
-from npo.monitor.base import MonitorStatus, TriggerState, as_observations, check_level
+from npo.monitor.base import (
+    MonitorStatus,
+    TriggerState,
+    as_observations,
+    check_level,
+    check_levels,
+)
 
 __all__ = ["EDetectorMonitor", "MixtureSRDetector", "default_levels"]
 
@@ -290,11 +296,7 @@ class EDetectorMonitor:
         levels: Sequence[float] | None = None,
         weights: Sequence[float] | None = None,
     ) -> None:
-        self.scale = check_level("scale", scale)
-        self.tolerance = check_level("tolerance", tolerance, high=self.scale)
-        crit = min(2.0 * self.tolerance, 0.5 * (self.tolerance + self.scale))
-        self.critical = crit if critical is None else float(critical)
-        check_level("critical", self.critical, low=self.tolerance, high=self.scale)
+        self.scale, self.tolerance, self.critical = check_levels(tolerance, critical, scale)
         self.alpha = check_level("alpha", alpha, high=1.0)
         self.horizon = int(check_level("horizon", horizon))
         m, mc = self.tolerance / self.scale, self.critical / self.scale

@@ -4,7 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["biased_review", "bounded_streams", "loop_ht_streams"]
+__all__ = [
+    "biased_review",
+    "bounded_streams",
+    "calibrated_four_class",
+    "loop_ht_streams",
+    "ten_x_costs",
+]
+
+
+def ten_x_costs(k: int = 4, c_defer: float = 0.5) -> np.ndarray:
+    """A ``(k + 1, k)`` cost matrix: 0/1, except that acting when the person wanted the last
+    class costs 10; deferring costs ``c_defer``."""
+    c = np.ones((k + 1, k)) - np.vstack([np.eye(k), np.zeros((1, k))])
+    c[:k, k - 1] = 10.0
+    c[k - 1, k - 1] = 0.0
+    c[k] = c_defer
+    return c
+
+
+def calibrated_four_class(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated 4-class scores and the person's preference drawn from them."""
+    z = rng.normal(0.0, 1.5, (n, 4))
+    s = np.exp(z - z.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    y = (rng.random(n)[:, None] > np.cumsum(s, axis=1)).sum(axis=1)
+    return s, np.minimum(y, 3)
 
 
 def bounded_streams(
