@@ -348,6 +348,8 @@ def _validation(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             PolicyValidator(delta=DELTA, segment_tolerance=1.0),
             False,
         ),
+        ("peer: Wald z-test, delta per attempt", _WaldValidator(), False),
+        ("peer: Wald z-test, alpha spending", _WaldValidator(), True),
     ):
         ever = first = 0
         for _ in range(lives):

@@ -140,3 +140,53 @@ def test_per_segment_default_row_never_acts() -> None:
     assert np.isinf(ts.threshold("a", "unseen-segment"))
     for a, b in itertools.combinations(range(K), 2):
         assert res.table[-1, a] == res.table[-1, b] == np.inf
+
+
+def test_npo_tune_below_the_floor_says_so_and_applies_never(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``npo tune --objective risk`` on too few decisions: the note says "not enough reviews
+    yet" and how many are needed; ``--apply`` stores "never" (a top score of exactly 1.0 is
+    then deferred, not automated); ``p_min`` comes from ``--p-min`` / the config."""
+    from typer.testing import CliRunner
+
+    from npo.cli.main import app
+    from npo.domain import Decision, Feedback
+    from npo.policy.decide import ThresholdTable
+    from npo.store import open_store
+
+    space = ActionSpace(["a", "b"])
+    db = str(tmp_path / "npo.db")
+    rng = np.random.default_rng(6)
+    with open_store(db, space) as store:
+        decs, fbs = [], []
+        for i in range(300):
+            top = 1.0 if i == 0 else float(rng.uniform(0.5, 1.0))
+            p = 0.2
+            decs.append(
+                Decision(
+                    id=f"d{i}",
+                    scenario_id=f"s{i}",
+                    policy_version="v1",
+                    scores=(top, 1.0 - top),
+                    action="a",
+                    propensity=p,
+                )
+            )
+            if i == 0 or rng.random() < p:
+                fbs.append(Feedback(id=f"f{i}", decision_id=f"d{i}", reviewer_id="r", kind="like"))
+        store.ingest_decisions(decs)
+        store.ingest_feedback(fbs)
+    toml = tmp_path / "npo.toml"
+    toml.write_text('actions = ["a", "b"]\np_min = 0.2\n')
+    runner = CliRunner()
+    args = ["tune", "--db", db, "--objective", "risk", "--alpha", "0.01", "--config", str(toml)]
+    res = runner.invoke(app, [*args, "--apply", "--version", "t-risk"])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "not enough reviews yet" in out
+    floor = distribution_free_floor(0.01, 1.0 / 0.2, 0.1)  # 1,150 > 300 decisions
+    assert f"{floor:,}" in out
+    with open_store(db) as store:
+        ts = store.get_thresholds("t-risk")
+    assert ts.global_ == NEVER_ACT
+    table = ThresholdTable.from_set(ts, space)
+    assert decide(np.array([[1.0, 0.0]]), table)[0] == -1
