@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -251,10 +252,12 @@ def _risk(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         stats: dict[str, dict[str, list[float]]] = {
             b: {"viol": [], "auto": [], "ratio": []} for b in ("wsr", "hb", "eb", "none")
         }
+        reviews = []
         for _ in range(reps):
             s, y = _world(rng, n_total)
             p = np.where(s.max(1) >= 0.6, P_MIN, 0.5)
             rev = rng.random(n_total) < p
+            reviews.append(int(rev.sum()))
             for b, st in stats.items():
                 t = ThresholdTuner(objective="risk", alpha=alpha, delta=delta, bound=b, p_min=P_MIN)
                 res = t.fit(s[rev], y[rev], p[rev], c, n_total=n_total)
@@ -272,7 +275,8 @@ def _risk(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         for b, st in stats.items():
             rows.append(
                 {
-                    "part": f"risk control, n_total {n_total:,} (~{int(n_total * 0.12):,} reviews)",
+                    "part": f"risk control at p_min {P_MIN}, n_total {n_total:,} decisions, "
+                    f"~{int(np.mean(reviews)):,} labelled reviews",
                     "bound": b,
                     "reps": reps,
                     "violation_rate": float(np.mean(st["viol"])),
@@ -410,6 +414,35 @@ def _cost_rule(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rows, summary
 
 
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "–" if not math.isfinite(v) else f"{v:.4g}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def write_tables(result: dict[str, Any], path: Path) -> Path:
+    """The results as one small table per part (Markdown), then the summary."""
+    lines = [
+        f"# {result['title']}",
+        "",
+        "Regenerate with `python benchmarks/run.py guarantees`.",
+        "",
+    ]
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for row in result["rows"]:
+        parts.setdefault(row["part"], []).append(row)
+    for part, rows in parts.items():
+        cols = [c for c in dict.fromkeys(k for r in rows for k in r) if c != "part"]
+        lines += [f"## {part}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+        lines.append("")
+    lines += ["## Summary", ""]
+    lines += [f"- **{k}**: {_fmt(v)}" for k, v in result["summary"].items()]
+    lines += ["", result.get("notes", ""), ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
 def run(quick: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
@@ -431,9 +464,13 @@ def run(quick: bool) -> dict[str, Any]:
         "width; risk: violations <= delta, margin <= 2x CLT margin at >= 10k reviews; "
         "validator: P(ever promoting) <= delta over attempts; min-cost < argmax at equal deferral"
     )
-    return {
+    result = {
         "title": "Guarantees where the loop meets them (issue 15)",
         "rows": rows,
         "summary": summary,
         "notes": (__doc__ or "").strip(),
     }
+    folder = Path(__file__).resolve().parent / "results" / ("quick" if quick else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tables(result, folder / "guarantees.md")
+    return result
