@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from npo.cli.common import JsonOption, cli_errors, console, emit_json, err_console, show_progress
 
@@ -273,6 +274,6 @@ def register(app: typer.Typer) -> None:
                 return
             t = Table("claim check", "result", title=f"npo ablate: {n_tasks} runs in {secs:.0f} s")
             for k, v in res["checks"].items():
-                t.add_row(k, "[green]holds[/]" if v else "[red]does not hold[/]")
+                t.add_row(k, Text("holds", "green") if v else Text("does not hold", "red"))
             console.print(t)
             console.print(f"results: {Path(out) / 'results.md'}")
