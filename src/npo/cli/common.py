@@ -61,6 +61,20 @@ def note(message: str, style: str = "yellow") -> None:
     err_console.print(Text(message, style=style))
 
 
+def indented(text: str, width: int, indent: int = 4) -> str:
+    """``text`` wrapped to ``width`` columns, every line indented (no trailing spaces)."""
+    import textwrap
+
+    pad = " " * indent
+    return textwrap.fill(
+        text,
+        width=max(20, width),
+        initial_indent=pad,
+        subsequent_indent=pad,
+        break_on_hyphens=False,
+    )
+
+
 def is_postgres(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
 
