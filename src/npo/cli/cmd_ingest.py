@@ -233,12 +233,13 @@ def _human(summary) -> None:  # type: ignore[no-untyped-def]
     if summary.errors:
         shown = summary.errors[:20]
         err_console.print(
-            Text(f"{summary.n_errors} problem(s), first {len(shown)}:", style="bold red")
+            Text(f"{summary.n_errors} problem(s), first {len(shown)}:", style="bold red"),
+            soft_wrap=True,
         )
         for e in shown:
             where = f"line {e.line}" if e.line is not None else "file"
             ident = f" (id={e.item_id!r})" if e.item_id is not None else ""
-            err_console.print(Text(f"  - {where}{ident}: {e.field}: {e.reason}"))
+            err_console.print(Text(f"  - {where}{ident}: {e.field}: {e.reason}"), soft_wrap=True)
     if summary.ok:
         return
     if summary.inserted == 0:

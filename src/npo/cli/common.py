@@ -4,7 +4,8 @@ Human output never interprets text as ``rich`` markup (both consoles have
 ``markup=False``): a value such as ``"x [/] y"`` in a record, a reason or a file name is
 printed as it is. Styles are given explicitly (``style=``, :class:`rich.text.Text`).
 Values echoed back in errors are shortened (:func:`npo.errors.shorten`), so that human
-output stays linear in the size of the input.
+output stays linear in the size of the input; error lines are not wrapped by rich
+(``soft_wrap``): one problem is one line, whatever the terminal width.
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ def emit_json(obj: Any) -> None:
 
 def error(message: str) -> None:
     """``error: message`` on stderr (the message is plain text, never markup)."""
-    err_console.print(Text.assemble(("error: ", "bold red"), shorten(message, 4 * MAX_SHOWN)))
+    err_console.print(
+        Text.assemble(("error: ", "bold red"), shorten(message, 4 * MAX_SHOWN)), soft_wrap=True
+    )
 
 
 def note(message: str, style: str = "yellow") -> None:
     """A plain sentence on stderr in ``style``."""
-    err_console.print(Text(message, style=style))
+    err_console.print(Text(message, style=style), soft_wrap=True)
 
 
 def indented(text: str, width: int, indent: int = 4) -> str:
@@ -142,9 +145,9 @@ def show_errors(errors: list[ItemError], head: str, limit: int = 50) -> None:
     error(head)
     where = not all(e.line is None and e.item_id is None and e.index == 0 for e in errors)
     for e in errors[:limit]:
-        err_console.print(Text(f"  - {_shown(e, where)}"))
+        err_console.print(Text(f"  - {_shown(e, where)}"), soft_wrap=True)
     if len(errors) > limit:
-        err_console.print(Text(f"  … {len(errors) - limit} more"))
+        err_console.print(Text(f"  … {len(errors) - limit} more"), soft_wrap=True)
 
 
 @contextmanager
