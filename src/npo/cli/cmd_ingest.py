@@ -104,10 +104,11 @@ def register(app: typer.Typer) -> None:
 
         The file is stored chunk by chunk (--batch-size records, one transaction each). A
         chunk with a bad line is rejected whole and its problems are listed with line
-        numbers; the good chunks before and after it are stored. A problem the reader
-        cannot get past (a truncated .gz, bytes that are not UTF-8 in a CSV) stops
-        reading there. With --all-or-nothing nothing is stored unless the whole file is
-        good (checked first, chunks against the store and against each other).
+        numbers; the good chunks before and after it are stored. A problem the reader cannot
+        get past (bytes that are not UTF-8 in a CSV) stops reading there. A .gz file is
+        decompressed to its end first: a truncated or corrupt one stores nothing. With
+        --all-or-nothing nothing is stored unless the whole file is good (checked first,
+        chunks against the store and against each other).
 
         Exit code 0: everything stored; 1: some chunks stored, others rejected or not
         read (fix the lines and run the whole file again: stored rows count as
@@ -236,6 +237,9 @@ def _human(summary) -> None:  # type: ignore[no-untyped-def]
             Text(f"{summary.n_errors} problem(s), first {len(shown)}:", style="bold red"),
             soft_wrap=True,
         )
+        stop = summary.stopped_by
+        if stop is not None and stop not in shown:
+            shown = [*shown, stop]
         for e in shown:
             where = f"line {e.line}" if e.line is not None else "file"
             ident = f" (id={e.item_id!r})" if e.item_id is not None else ""

@@ -79,8 +79,8 @@ def print_tuning(out: dict, actions: list[str], per: str, bound: str) -> None:  
 
     risk_mode = out["objective"] == "risk"
     conf = f"{100 * (1 - out['delta']):.0f}%"
-    title = f"proposed thresholds ({out['objective']} mode, per {per})"
-    table = Table(title=title, title_justify="left")
+    console.print(Text(f"proposed thresholds ({out['objective']} mode, per {per})", style="bold"))
+    table = Table()
     table.add_column("segment", overflow="fold")
     for a in actions:
         table.add_column(a, justify="right", overflow="fold")
@@ -121,25 +121,33 @@ def print_tuning(out: dict, actions: list[str], per: str, bound: str) -> None:  
     console.print(g)
     terms = (
         "risk: the cost of the automated decisions per decision in the window (deferred "
-        "ones count 0) -- what --objective risk certifies. "
+        "ones count 0) -- what --objective risk certifies. loss: the alignment loss of all "
+        "decisions, deferring at c_defer. Both"
         if risk_mode
-        else ""
+        else "loss: the alignment loss of all decisions, deferring at c_defer,"
     )
     console.print(
         Text(
-            terms + "loss: the alignment loss of all decisions, deferring at c_defer. Both "
-            "vs reviewers' labels, estimated on the reviews tuned on (new decisions will "
-            "do somewhat worse).",
+            terms + " vs reviewers' labels, estimated on the reviews tuned on (new decisions "
+            "will do somewhat worse).",
             style="dim",
         )
     )
-    if out["deferral_rate"] > MOSTLY_DEFERS:
+    rate = out["deferral_rate"]
+    cap = "; --budget caps the deferral rate" if out.get("budget") is None else ""
+    if rate >= 0.9995:
         console.print(
             Text(
-                f"note: this proposal defers {100 * out['deferral_rate']:.0f}% of decisions to "
-                "people -- more than half"
-                + ("; --budget caps the deferral rate" if out.get("budget") is None else "")
-                + ".",
+                "note: this proposal defers every decision to people: the policy would "
+                f"decide nothing{cap}.",
+                style="yellow",
+            )
+        )
+    elif rate > MOSTLY_DEFERS:
+        console.print(
+            Text(
+                f"note: this proposal defers {100 * rate:.0f}% of decisions to people -- "
+                f"most of them{cap}.",
                 style="yellow",
             )
         )

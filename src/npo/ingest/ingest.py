@@ -10,9 +10,9 @@ it is safe, rows already stored count as duplicates.
 **Default (chunk by chunk).** Chunks are stored in file order. A chunk with any bad
 record is rejected whole -- nothing of it is stored -- and every problem found in it is
 reported with its line; the chunks before *and after* it are still stored if they are
-good. A problem the reader cannot get past (bytes that are not UTF-8 in a CSV, a
-truncated or corrupt ``.gz``, an undecodable Parquet row group) stops reading there: the
-chunks before it stay stored, nothing after it is read (``unread_from_line``). The
+good. A problem the reader cannot get past (bytes that are not UTF-8 in a CSV, an
+undecodable Parquet row group) stops reading there: the chunks before it stay stored,
+nothing after it is read (``unread_from_line``; the problem is ``stopped_by``). The
 summary says what happened to every line: ``inserted`` / ``duplicates`` for the stored
 chunks, ``rejected_lines`` for the line ranges of the rejected chunks.
 
@@ -27,7 +27,8 @@ second pass then stops at that chunk, the chunks before it stay stored and the s
 says so (``stopped_early``).
 
 Problems with the source as a whole (unknown file type, empty file, missing or unknown
-columns, a kind that cannot be told from the columns, a ``.gz`` that is not gzip) raise
+columns, a kind that cannot be told from the columns, a ``.gz`` that is not gzip or is
+truncated or corrupt -- it is decompressed to its end first) raise
 :class:`SourceRejected` before anything is stored.
 
 ``npo ingest`` exits with 0 when everything was stored, 2 when nothing was stored
@@ -51,6 +52,7 @@ from npo.errors import ItemError, ValidationFailed, shorten
 from npo.ingest.readers import (
     Chunk,
     FileProblem,
+    check_gzip,
     detect_format,
     iter_csv,
     iter_jsonl,
@@ -85,14 +87,14 @@ class SourceRejected(ValidationFailed):
 class IngestSummary:
     """What happened to a source.
 
-    ``inserted + duplicates + rejected == records`` (records read); ``rejected`` counts
-    the records of rejected chunks (good ones included), ``bad_lines`` the records with a
+    ``inserted + duplicates + rejected == records`` (records read); ``rejected`` counts the
+    records of rejected chunks (good ones included), ``bad_lines`` the records with a
     problem, ``rejected_lines`` the ``(first, last)`` line range of each rejected chunk;
-    ``stored_chunks`` counts the chunks the store accepted.
-    ``errors`` keeps the first ``max_errors`` problems (``n_errors`` counts them all).
-    ``unread_from_line``: reading stopped at a problem it could not get past; nothing from
-    that line on was read. ``stopped_early``: the run stopped before the end of the
-    source (that, or with ``all_or_nothing`` a chunk refused in the storing pass).
+    ``stored_chunks`` counts the chunks the store accepted. ``errors`` keeps the first
+    ``max_errors`` problems (``n_errors`` counts them all). ``unread_from_line``: reading
+    stopped at a problem it could not get past (``stopped_by``, always kept); nothing from
+    that line on was read. ``stopped_early``: the run stopped before the end of the source
+    (that, or with ``all_or_nothing`` a chunk refused in the storing pass).
     """
 
     source: str
@@ -110,6 +112,7 @@ class IngestSummary:
     errors: list[ItemError] = field(default_factory=list)
     rejected_lines: list[tuple[int, int]] = field(default_factory=list)
     unread_from_line: int | None = None
+    stopped_by: ItemError | None = None
     all_or_nothing: bool = False
     stopped_early: bool = False
     seconds: float = 0.0
@@ -142,6 +145,13 @@ class IngestSummary:
             "rejected_chunks": self.rejected_chunks,
             "rejected_lines": [list(r) for r in self.rejected_lines],
             "unread_from_line": self.unread_from_line,
+            "stopped_by": None
+            if self.stopped_by is None
+            else {
+                "line": self.stopped_by.line,
+                "field": self.stopped_by.field,
+                "reason": self.stopped_by.reason,
+            },
             "n_errors": self.n_errors,
             "all_or_nothing": self.all_or_nothing,
             "stopped_early": self.stopped_early,
@@ -196,6 +206,8 @@ def ingest_file(
     if size == 0:
         raise _source_error("file", "the file is empty (no records)")
     try:
+        if gz:
+            check_gzip(p)
         k, chunks_of, total = _plan(p, fmt, gz, kind, actions, batch_size, size)
     except FileProblem as e:
         raise _source_error(e.field, e.reason, e.line) from None
@@ -729,6 +741,7 @@ class _Driver:
             s.stopped_early = True
             s.unread_from_line = e.line
             self.add_error(s.records, e.field, e.reason, None, e.line, bad=False)
+            s.stopped_by = ItemError(s.records, e.field, shorten(e.reason, 300), None, e.line)
 
 
 def _lines(chunk: Chunk) -> list[int]:

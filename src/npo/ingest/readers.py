@@ -12,11 +12,13 @@ with the file line of every record, so that errors can name the line.
 
 Memory is bounded by the chunk size: nothing holds more than one chunk.
 
-A problem the reader cannot get past -- a truncated or corrupt ``.gz`` stream, a Parquet
-row group that cannot be decoded -- raises :class:`FileProblem` naming the first line that
-could not be read; problems with single records (malformed JSON, text that is not valid
-Unicode such as an unpaired ``\\ud800`` escape) are reported on their line and reading
-goes on.
+A ``.gz`` file is decompressed once to its end before anything is read for storing
+(:func:`check_gzip`: a truncated or corrupt stream is found by its length and CRC, which sit
+at the end). A problem the reader cannot get past -- a Parquet row group that cannot be
+decoded, a file that changed while it was read -- raises :class:`FileProblem` naming the
+first line that could not be read; problems with single records (malformed JSON, text that
+is not valid Unicode such as an unpaired ``\\ud800`` escape) are reported on their line and
+reading goes on.
 """
 
 from __future__ import annotations
@@ -144,9 +146,14 @@ def _gzip_problem(exc: BaseException, line: int) -> FileProblem:
             "not gzip data although the name ends in .gz (rename the file or pass --format "
             "and a name without .gz)"
         )
+    elif "incorrect data check" in str(exc) or "CRC" in str(exc):
+        why = (
+            "the gzip data is corrupt: it does not match its checksum (CRC), so it was "
+            "changed or damaged somewhere before this line"
+        )
     else:
         why = f"the gzip data is corrupt ({exc})"
-    return FileProblem("file", f"{why}; nothing from this line on was read", line)
+    return FileProblem("file", f"{why}; the file was rejected before anything was stored", line)
 
 
 def _read_lines(f: IO[bytes], n: int, line: int) -> list[bytes]:
@@ -163,6 +170,57 @@ def _read_line(f: IO[bytes], line: int) -> bytes:
         return f.readline()
     except _GZIP_ERRORS as e:
         raise _gzip_problem(e, line) from None
+
+
+def check_gzip(path: Path) -> None:
+    """Decompress a ``.gz`` file once to its end (each member's length and CRC are checked
+    there); a damaged stream raises :class:`FileProblem` at the first line it does not
+    hold whole. Run before anything is stored, so that a truncated or corrupt file is
+    rejected whole."""
+    lines = 0
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with open(path, "rb") as f:
+        pending = b""
+        while True:
+            block = pending or f.read(1 << 20)
+            pending = b""
+            if not block:
+                break
+            saved = d.copy()
+            try:
+                lines += d.decompress(block).count(b"\n")
+            except zlib.error as e:
+                if lines == 0 and "header" in str(e):
+                    raise _gzip_problem(gzip.BadGzipFile("Not a gzipped file"), 1) from None
+                d = saved  # find the line: feed the block again in small pieces
+                for i in range(0, len(block), 1024):
+                    try:
+                        lines += d.decompress(block[i : i + 1024]).count(b"\n")
+                    except zlib.error:
+                        break
+                raise _gzip_problem(e, lines + 1) from None
+            if d.eof:  # end of a member: another may follow (concatenated .gz files)
+                rest = d.unused_data
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                if rest.strip(b"\0"):
+                    if not rest.startswith(b"\x1f\x8b"):
+                        raise _gzip_problem(
+                            zlib.error("data after the end of the gzip stream"), lines + 1
+                        )
+                    pending = rest
+                else:
+                    pending = b""
+                    # only zero padding (or nothing) so far: the next block decides
+                    nxt = f.read(1 << 20)
+                    if not nxt.strip(b"\0"):
+                        return
+                    pending = nxt
+                    if not nxt.startswith(b"\x1f\x8b"):
+                        raise _gzip_problem(
+                            zlib.error("data after the end of the gzip stream"), lines + 1
+                        )
+    if not d.eof:
+        raise _gzip_problem(EOFError(), lines + 1)
 
 
 def _open_binary(path: Path, gz: bool) -> tuple[IO[bytes], _Counting]:
@@ -316,8 +374,17 @@ def read_csv_header(path: Path, gz: bool = False) -> list[str]:
     try:
         header = next(csv.reader([text], strict=True))
     except csv.Error as e:
-        raise FileProblem("header", f"malformed CSV: {e}", 1) from None
+        raise FileProblem("header", _csv_problem(e), 1) from None
     return _clean_header(header)
+
+
+def _csv_problem(e: csv.Error) -> str:
+    if "field larger than field limit" in str(e):
+        return (
+            f"malformed CSV: a cell holds more than {csv.field_size_limit():,} characters "
+            "(the CSV reader's limit)"
+        )
+    return f"malformed CSV: {e}"
 
 
 def _clean_header(header: list[str]) -> list[str]:
@@ -437,7 +504,7 @@ def _python_csv_chunk(header: list[str], data: bytes, first_line: int, start: in
                 rows.append(row)
                 ends.append(reader.line_num)
         except csv.Error as e:
-            problems[len(rows)] = f"malformed CSV: {e}"
+            problems[len(rows)] = _csv_problem(e)
             rows.append(None)
             ends.append(reader.line_num)
             continue
