@@ -54,7 +54,9 @@ def _print_view(view) -> None:  # type: ignore[no-untyped-def]
 
 def register(app: typer.Typer) -> None:
     audit_app = typer.Typer(
-        help="Why did the system do this? Read or verify the tamper-evident audit log.",
+        help="Why did the system do this? Read or verify the tamper-evident audit log, one "
+        "sentence per record, newest last. Example: npo audit --kind trigger --kind "
+        "promotion",
         invoke_without_command=True,
         no_args_is_help=False,
         rich_markup_mode=None,
@@ -68,12 +70,20 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(
                 "--kind",
+                metavar="KIND",
                 help="Only records of this kind or group, repeatable: trigger, promotion, "
                 "validation, candidate, rejected, thresholds, override, policy, decisions, "
                 "or a full kind such as loop.trigger (--kinds lists them).",
             ),
         ] = None,
-        limit: Annotated[int, typer.Option(min=0, help="Most recent N entries.")] = 50,
+        limit: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                help="Most recent N records (by default not counting the per-batch decision "
+                "records, whose runs are summarised between them).",
+            ),
+        ] = 50,
         show_all: Annotated[
             bool,
             typer.Option(
