@@ -82,22 +82,28 @@ def test_all_or_nothing_stores_nothing_when_the_file_changes_between_passes(
     assert store.counts() == before
 
 
-def test_parquet_text_scores_are_pinned_to_their_row(store: Any, tmp_path: Path) -> None:
-    scores = [["0.3", "0.7"]] * 6
-    scores[4] = ["0.3", "high"]
+def _text_scores(path: Path, n: int, bad_row: int, row_group: int | None = None) -> Path:
+    """A Parquet file of decisions whose scores are a list of text, one not a number."""
+    scores = [["0.3", "0.7"]] * n
+    scores[bad_row] = ["0.3", "high"]
     table = pa.table(
         {
-            "id": [f"d{100 + i}" for i in range(6)],
-            "scenario_id": [f"s{i}" for i in range(6)],
-            "policy_version": ["v1"] * 6,
+            "id": [f"d{100 + i}" for i in range(n)],
+            "scenario_id": [f"s{i}" for i in range(n)],
+            "policy_version": ["v1"] * n,
             "scores": pa.array(scores, pa.list_(pa.string())),
-            "action": ["reject"] * 6,
-            "propensity": [0.5] * 6,
+            "action": ["reject"] * n,
+            "propensity": [0.5] * n,
         }
     )
-    pq.write_table(table, tmp_path / "d.parquet", row_group_size=2)
+    pq.write_table(table, path, row_group_size=row_group)
+    return path
+
+
+def test_parquet_text_scores_are_pinned_to_their_row(store: Any, tmp_path: Path) -> None:
+    path = _text_scores(tmp_path / "d.parquet", 6, bad_row=4, row_group=2)
     before = store.counts()
-    s = ingest_file(store, tmp_path / "d.parquet", batch_size=2, all_or_nothing=True)
+    s = ingest_file(store, path, batch_size=2, all_or_nothing=True)
     assert not s.ok and s.inserted == 0
     bad = [(e.line, e.item_id, e.field) for e in s.errors if "'high'" in e.reason]
     assert bad == [(5, "d104", "scores[1]")]
@@ -108,21 +114,9 @@ def test_a_chunk_the_store_cannot_read_is_named_not_raised(store: Any, tmp_path:
     """Text in a list of scores defeats the store's columnar path (an Arrow cast): the
     chunk is handed over again as records, whose checks name the bad record; the other
     chunk is judged on its own and nothing escapes as an exception."""
-    scores = [["0.3", "0.7"]] * 4
-    scores[3] = ["0.3", "high"]
-    table = pa.table(
-        {
-            "id": [f"d{100 + i}" for i in range(4)],
-            "scenario_id": [f"s{i}" for i in range(4)],
-            "policy_version": ["v1"] * 4,
-            "scores": pa.array(scores, pa.list_(pa.string())),
-            "action": ["reject"] * 4,
-            "propensity": [0.5] * 4,
-        }
-    )
-    pq.write_table(table, tmp_path / "d.parquet")
+    path = _text_scores(tmp_path / "d.parquet", 4, bad_row=3)
     before = store.counts()["decisions"]
-    s = ingest_file(store, tmp_path / "d.parquet", batch_size=2)
+    s = ingest_file(store, path, batch_size=2)
     assert (3, 4) in s.rejected_lines
     assert any(
         (e.line, e.item_id, e.field) == (4, "d103", "scores[1]") and "'high'" in e.reason
