@@ -49,6 +49,9 @@ def test_errors_name_the_options(db: str, tmp_path: Path) -> None:
     res = npo("tune", "--db", db, "--since", "2030-01-01")
     assert res.code == 2
     assert res.err == "error: --since/--until: no feedback in the window to tune on\n"
+    res = npo("tune", "--db", db, "--budget", "0.3", "--apply", "--version", "v" * 300)
+    assert res.code == 2 and "pydantic.dev" not in res.text
+    assert res.err == "error: --version: String should have at most 200 characters\n"
     missing = str(tmp_path / "nowhere.db")
     res = npo("report", "--db", missing)
     assert res.code == 2 and res.err.startswith(f"error: --db: no store at '{missing}'")

@@ -61,6 +61,7 @@ OPTIONS = {
     "alpha": "--alpha",
     "delta": "--delta",
     "bound": "--bound",
+    "version": "--version",
 }
 
 #: a proposal deferring more than this share of decisions says so

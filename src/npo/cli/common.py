@@ -150,6 +150,46 @@ def show_errors(errors: list[ItemError], head: str, limit: int = 50) -> None:
         err_console.print(Text(f"  … {len(errors) - limit} more"), soft_wrap=True)
 
 
+def _from_pydantic(exc: BaseException) -> ValidationFailed | None:
+    """A pydantic ``ValidationError`` as :class:`ValidationFailed` (field and reason, no
+    documentation URL), or None for any other error."""
+    errors = getattr(exc, "errors", None)
+    if type(exc).__name__ != "ValidationError" or not callable(errors):
+        return None
+    items = [
+        ItemError(
+            0,
+            ".".join(str(p) for p in e.get("loc", ())) or "value",
+            str(e.get("msg", "invalid")).removeprefix("Value error, "),
+        )
+        for e in errors(include_url=False)
+    ]
+    return ValidationFailed(items, what="input")
+
+
+def _report(exc: ValidationFailed, as_json: bool, opts: Mapping[str, str]) -> None:
+    errors = [_option_error(e, opts) for e in exc.errors]
+    about_options = all(_is_option(e) for e in errors)
+    if about_options:
+        message = "; ".join(f"{e.field}: {shorten(e.reason, MAX_SHOWN)}" for e in errors)
+    else:
+        head = str(exc.args[0]).split(":", 1)[0] if exc.args else "rejected"
+        message = shorten(head, MAX_SHOWN)
+    if as_json:
+        emit_json(
+            {
+                "ok": False,
+                "error": message if about_options else shorten(str(exc), 4 * MAX_SHOWN),
+                "errors": [error_dict(e) for e in errors],
+            }
+        )
+    elif about_options:
+        for e in errors:
+            error(f"{e.field}: {e.reason}")
+    else:
+        show_errors(errors, message)
+
+
 @contextmanager
 def cli_errors(as_json: bool = False, options: Mapping[str, str] | None = None) -> Iterator[None]:
     """Turn NPO errors into a clear message (or a JSON error document) and exit code 2.
@@ -161,28 +201,13 @@ def cli_errors(as_json: bool = False, options: Mapping[str, str] | None = None) 
     try:
         yield
     except ValidationFailed as exc:
-        errors = [_option_error(e, opts) for e in exc.errors]
-        about_options = all(_is_option(e) for e in errors)
-        if about_options:
-            message = "; ".join(f"{e.field}: {shorten(e.reason, MAX_SHOWN)}" for e in errors)
-        else:
-            head = str(exc.args[0]).split(":", 1)[0] if exc.args else "rejected"
-            message = shorten(head, MAX_SHOWN)
-        if as_json:
-            emit_json(
-                {
-                    "ok": False,
-                    "error": message if about_options else shorten(str(exc), 4 * MAX_SHOWN),
-                    "errors": [error_dict(e) for e in errors],
-                }
-            )
-        elif about_options:
-            for e in errors:
-                error(f"{e.field}: {e.reason}")
-        else:
-            show_errors(errors, message)
+        _report(exc, as_json, opts)
         raise typer.Exit(2) from None
     except (NPOError, FileNotFoundError, ValueError) as exc:
+        as_items = _from_pydantic(exc)
+        if as_items is not None:
+            _report(as_items, as_json, opts)
+            raise typer.Exit(2) from None
         message = str(exc)
         for python, cli in opts.items():
             if python.endswith("=[...]") or python.endswith("(...)"):
