@@ -246,6 +246,13 @@ class _Driver:
         return [RowError(e.index, e.field, e.reason, e.item_id) for e in exc.errors]
 
     # -- checking --------------------------------------------------------------------------
+    def _check_only(self, batch: Any, dry: bool) -> None:
+        """The store's dry run (every check), or without one its stateless checks."""
+        if dry:
+            _call(self.method, batch, dry=True)
+        else:
+            _stateless_check(self.k, batch, self.actions)
+
     def check(self, chunk: Chunk, batch: Any, errs: list[RowError], dry: bool) -> bool:
         """Check a chunk without storing it; record its problems; True if it is clean."""
         rows = chunk.rows if chunk.rows is not None else np.arange(chunk.n)
@@ -264,10 +271,7 @@ class _Driver:
                 pass
             return False
         try:
-            if dry:
-                _call(self.method, batch, dry=True)
-            else:
-                _stateless_check(self.k, batch, self.actions)
+            self._check_only(batch, dry)
         except ValidationFailed as exc:
             self.record(chunk, self._errors(exc), rows)
             return False
@@ -329,10 +333,7 @@ class _Driver:
                 index.hold(_batch_records(batch, pos), [lines[i] for i in pos])
         for records, lines in index.groups(size):
             try:
-                if dry:
-                    _call(self.method, records, dry=True)
-                else:
-                    _stateless_check(self.k, records, self.actions)
+                self._check_only(records, dry)
             except ValidationFailed as exc:
                 first: dict[Any, int] = {}
                 for r, n in zip(records, lines, strict=True):
