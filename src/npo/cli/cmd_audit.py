@@ -141,4 +141,6 @@ def register(app: typer.Typer) -> None:
         if not result.ok:
             raise typer.Exit(1)
 
-    app.add_typer(audit_app, name="audit")
+    app.add_typer(
+        audit_app, name="audit", short_help="Why did the system do this? (--kind, verify)"
+    )

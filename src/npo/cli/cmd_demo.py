@@ -18,7 +18,7 @@ from npo.cli.common import JsonOption, cli_errors, console, emit_json, show_prog
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
+    @app.command("demo", short_help="The whole loop on a simulated incident stream, with a report.")
     def demo(
         out: Annotated[
             Path, typer.Option("--out", help="Report folder (store, report.md, PNG plots).")

@@ -65,7 +65,7 @@ def _parse_actions(text: str | None, db: str):  # type: ignore[no-untyped-def]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("ingest")
+    @app.command("ingest", short_help="Store decisions, feedback or scenarios from a file.")
     def ingest(
         file: Annotated[
             Path, typer.Argument(help="A .jsonl/.ndjson, .csv (or .gz) or .parquet file.")

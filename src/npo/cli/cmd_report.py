@@ -315,7 +315,7 @@ def _print_reviewers(rep: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report")
+    @app.command("report", short_help="Alignment loss with its interval, by segment, action, ...")
     def report_cmd(
         db: DbOption = default_db(),
         by: Annotated[

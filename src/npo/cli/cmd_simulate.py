@@ -138,7 +138,7 @@ def _clean(v: Any) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("simulate")
+    @app.command("simulate", short_help="Run NPO against simulated people.")
     def simulate_cmd(
         scenario: Annotated[
             str,
@@ -250,7 +250,7 @@ def register(app: typer.Typer) -> None:
             if written:
                 console.print(f"series written to {written}")
 
-    @app.command("ablate")
+    @app.command("ablate", short_help="The ablation grid: tables, plots, results.md.")
     def ablate_cmd(
         out: Annotated[
             str, typer.Option("--out", help="Folder for results.md, tables/ and figures/.")

@@ -169,7 +169,7 @@ def print_tuning(out: dict, actions: list[str], per: str, bound: str) -> None:  
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("tune")
+    @app.command("tune", short_help="Propose (and --apply) decision thresholds.")
     def tune_cmd(
         db: DbOption = default_db(),
         per: Annotated[

@@ -34,7 +34,7 @@ OPTIONS = {
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("validate")
+    @app.command("validate", short_help="Compare a candidate policy with the serving one.")
     def validate_cmd(
         candidate: Annotated[str, typer.Argument(help="Policy version to validate.")],
         db: DbOption = default_db(),
