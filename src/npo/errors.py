@@ -80,3 +80,16 @@ def require(module: str, extra: str, purpose: str):  # type: ignore[no-untyped-d
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingExtra(module, extra, purpose) from exc
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and end around a
+    note saying how long it was: an error never echoes a huge value back whole."""
+    if len(text) <= limit:
+        return text
+    head = max(1, limit * 2 // 3)
+    tail = max(1, limit - head)
+    return (
+        f"{text[:head]}…[{len(text) - head - tail:,} more characters; {len(text):,} in all]…"
+        f"{text[-tail:]}"
+    )

@@ -77,9 +77,11 @@ def test_bad_lines_reported_with_line_field_reason(tmp_path: Path) -> None:
     assert (e["line"], e["id"], e["field"]) == (5, "d4", "propensity")
     assert "(0, 1]" in e["reason"]
 
+    # the re-run stores nothing new (the good chunks are duplicates): exit 2, store unchanged
     r = runner.invoke(app, ["ingest", str(f), "--db", db, "--batch-size", "2"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "inserted" in r.stdout and "line 5 (id='d4'): propensity" in r.output
+    assert "held only events already stored" in r.output
 
 
 def test_all_or_nothing_exit_code_and_nothing_stored(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 from ingest_helpers import ACTIONS, decision, feedback, write_jsonl
 
 from npo.ingest import SourceRejected, infer_kind, ingest_file, ingest_frame
-from npo.ingest.ingest import _dry_run_supported
+from npo.ingest.driver import _dry_run_supported
 from npo.ingest.readers import iter_csv, iter_jsonl
 from npo.ingest.schema import KindError, parse_vector_text
 from npo.store import open_store

@@ -18,7 +18,7 @@ from npo.cli.common import JsonOption, cli_errors, console, emit_json, show_prog
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
+    @app.command("demo", short_help="The whole loop on a simulated incident stream, with a report.")
     def demo(
         out: Annotated[
             Path, typer.Option("--out", help="Report folder (store, report.md, PNG plots).")
@@ -91,7 +91,7 @@ def _run(run_simulation, db: Path, seed: int, steps: int, per_step: int, quiet: 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("[bold]running the loop[/]"),
+        TextColumn("running the loop", style="bold"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} steps"),
         TimeElapsedColumn(),
@@ -114,25 +114,39 @@ def _f(v: object) -> str:
     return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+LABEL_LOSS = "loss vs reviewers' labels"
+PREFERENCE_LOSS = "loss vs people's preferences"
+TERMS = (
+    f"{LABEL_LOSS}: expected cost of the served decisions against what reviewers answer "
+    "(their noise included) -- what reviews can measure, what the monitor estimates and "
+    f"what λ bounds. {PREFERENCE_LOSS}: against the simulated people's own preferred "
+    "actions -- known only in a simulation."
+)
+
+
 def _print_summary(summary: dict, run, out: Path, db: Path) -> None:  # type: ignore[no-untyped-def, type-arg]
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title="NPO demo — incident remediation", show_header=False)
     t.add_column("what")
     t.add_column("value")
     t.add_row("steps / decisions", f"{run.steps} / {run.counts['decisions']}")
-    t.add_row("λ / λ_crit", f"{run.lambda_:g} / {run.lambda_crit:g}")
+    t.add_row(f"λ / λ_crit (on the {LABEL_LOSS})", f"{run.lambda_:g} / {run.lambda_crit:g}")
     t.add_row("preference change at step", _f(summary["change_step"]))
-    t.add_row("alignment loss before the change", _f(summary["loss_before_change"]))
+    t.add_row(f"{LABEL_LOSS}: before the change", _f(summary["loss_before_change"]))
     t.add_row(
-        "after the change, until a promotion", _f(summary["loss_after_change_until_promotion"])
+        "  after the change, until a promotion", _f(summary["loss_after_change_until_promotion"])
     )
-    t.add_row("at the end (last 10% of steps)", _f(summary["loss_final"]))
+    t.add_row("  at the end (last 10% of steps)", _f(summary["loss_final"]))
+    t.add_row(f"{PREFERENCE_LOSS}: before the change", _f(summary["true_loss_before_change"]))
+    t.add_row("  at the end (last 10% of steps)", _f(summary["true_loss_final"]))
     t.add_row("deferral / abstention rate", f"{_f(summary['deferral_rate'])} / "
               f"{_f(summary['abstention_rate'])}")  # fmt: skip
     m = summary["meta_alignment"]
     t.add_row("meta-alignment error ≤ bound", f"{_f(m['error_rate'])} ≤ {_f(m['bound'])}")
     console.print(t)
+    console.print(Text(TERMS, style="dim"))
     ev = Table(title="What happened and why")
     for col in ("step", "event", "details"):
         ev.add_column(col)
@@ -143,7 +157,17 @@ def _print_summary(summary: dict, run, out: Path, db: Path) -> None:  # type: ig
                          "thresholds", "override.start", "override.end"):  # fmt: skip
             ev.add_row(str(e["step"]), e["kind"], _why(e))
     console.print(ev)
-    console.print(f"report: [bold]{out / 'report.md'}[/]  (plots: loss.png, triggers.png, "
-                  f"rates.png, versions.png)")  # fmt: skip
-    console.print(f"store:  [bold]{db}[/]  — try `npo audit --db {db}` and "
-                  f"`npo audit verify --db {db}`")  # fmt: skip
+    console.print(
+        Text.assemble(
+            "report: ",
+            (str(out / "report.md"), "bold"),
+            "  (plots: loss.png, triggers.png, rates.png, versions.png)",
+        )
+    )
+    console.print(
+        Text.assemble(
+            "store:  ",
+            (str(db), "bold"),
+            f"  — try `npo audit --db {db}` and `npo audit verify --db {db}`",
+        )
+    )

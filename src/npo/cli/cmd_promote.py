@@ -6,8 +6,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from npo.cli.common import DbOption, JsonOption, cli_errors, console, default_db, emit_json
+from npo.cli.common import (
+    DbOption,
+    JsonOption,
+    cli_errors,
+    console,
+    default_db,
+    emit_json,
+    open_existing,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -23,15 +32,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make a validated policy version serve."""
         from npo.policy.registry import promote
-        from npo.store import open_store
 
-        with cli_errors(as_json), open_store(db) as store:
+        with cli_errors(as_json, {"version": "VERSION"}), open_existing(db) as store:
             out = promote(store, version, force=force, reason=reason)
         if as_json:
             emit_json({"ok": True, **out})
         else:
-            how = "[bold yellow]FORCED[/] " if out["forced"] else ""
-            console.print(f"{how}promoted {version} (was {out['previous']})")
+            how = ("FORCED ", "bold yellow") if out["forced"] else ""
+            console.print(Text.assemble(how, f"promoted {version} (was {out['previous']})"))
 
     @app.command("rollback")
     def rollback_cmd(
@@ -42,9 +50,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make an earlier policy version serve again (audited)."""
         from npo.policy.registry import rollback
-        from npo.store import open_store
 
-        with cli_errors(as_json), open_store(db) as store:
+        with cli_errors(as_json, {"version": "VERSION"}), open_existing(db) as store:
             out = rollback(store, version, reason=reason)
         if as_json:
             emit_json({"ok": True, **out})

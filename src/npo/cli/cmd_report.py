@@ -11,8 +11,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from npo.cli.common import DbOption, JsonOption, cli_errors, console, default_db, emit_json
+from npo.cli.common import (
+    DbOption,
+    JsonOption,
+    cli_errors,
+    console,
+    default_db,
+    emit_json,
+    open_existing,
+)
 
 BY_CHOICES = ("segment", "action", "policy", "reviewer", "window", "none")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -134,82 +143,179 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
-def _print(rep: dict[str, Any]) -> None:
-    o = rep["overall"]
-    filt = ", ".join(f"{k}={v}" for k, v in rep["filters"].items() if v) or "all data"
-    conf = round(100 * (1 - rep["delta"]))
-    console.print(f"[bold]Alignment report[/] ({filt}; {rep['n_feedback']} feedback events)")
-    if o["n_labelled"] == 0:
-        console.print("[yellow]no labelled feedback in this selection[/]")
-    else:
-        console.print(
-            f"  alignment loss  [bold]{_f(o['loss'])}[/]  {conf}% {rep['interval'].upper()} "
-            f"interval [{_f(o['lower'])}, {_f(o['upper'])}]  (n={o['n_labelled']}, "
-            f"ESS={_f(o['ess'], 1)})"
-        )
-    console.print(
-        f"  abstention interval [{_f(o['abstention_low'])}, {_f(o['abstention_high'])}]   "
-        f"abstention rate {_pct(o['abstention_rate'])} "
-        f"(weighted {_pct(o['weighted_abstention_rate'])})   "
-        f"plain like-rate {_pct(o['agreement_rate'])}"
+def _n(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def _iv(lo: float | None, hi: float | None) -> str:
+    return "—" if lo is None or hi is None else f"[{lo:.4f}, {hi:.4f}]"
+
+
+WHY_INTERVAL = {
+    "eb": "empirical-Bernstein (eb): it holds at any sample size for bounded costs, without "
+    "a normal approximation",
+    "bootstrap": "bootstrap-t (--interval bootstrap) for the overall loss; the groups keep "
+    "empirical-Bernstein",
+}
+
+
+def _costs_line(costs: dict[str, Any], config: str | None) -> str:
+    if config:
+        return f"costs: the cost matrix of {config}"
+    m = costs.get("matrix") or []
+    defer = m[-1][0] if m and m[-1] else None
+    if not isinstance(defer, float | int):
+        return "costs: 0/1"
+    return (
+        f"costs: 0/1 (a wrong action costs 1), deferring costs {defer:g} "
+        "(--config FILE: a loop's cost matrix)"
     )
+
+
+def _c_max(costs: dict[str, Any]) -> str:
+    m = costs.get("matrix") or []
+    vals = [v for row in m for v in row if isinstance(v, float | int)]
+    return f"{max(vals):g}" if vals else "the highest cost"
+
+
+def _table(title: str, columns: list[str]) -> Any:
+    """A table whose numbers are never cut: only the first (name) column folds."""
+    from rich import box
+
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, col in enumerate(columns):
+        if i == 0:
+            t.add_column(col, overflow="fold")
+        else:
+            t.add_column(col, justify="right", no_wrap=True)
+    return t
+
+
+def print_report(rep: dict[str, Any], config: str | None = None) -> None:
+    """The human form of :func:`build_report`; labels name the JSON fields (``loss``,
+    ``interval`` = ``lower``/``upper``, ``ESS`` = ``ess``, ``n_labelled``, ``abstention
+    interval`` = ``abstention_low``/``abstention_high``, ``abstention rate``,
+    ``weighted`` = ``weighted_abstention_rate``, ``agreement rate``)."""
+    o = rep["overall"]
+    conf = round(100 * (1 - rep["delta"]))
+    costs = rep.get("costs") or {}
+    filt = ", ".join(f"{k} {v}" for k, v in rep["filters"].items() if v) or "all data"
+    console.print(Text.assemble(("Alignment report", "bold"), f" — {filt}"))
+    console.print(
+        f"{rep['n_feedback']:,} feedback events: {o['n_labelled']:,} labelled, "
+        f"{o['n_abstained']:,} abstained"
+    )
+    console.print(Text(_costs_line(costs, config), style="dim"))
+    if o["n_labelled"] == 0:
+        console.print(Text("no labelled feedback in this selection", style="yellow"))
+        return
+    g = Table.grid(padding=(0, 2))
+    g.add_column(no_wrap=True)
+    g.add_column(no_wrap=True)
+    g.add_column()
+    g.add_row(
+        Text("loss", style="bold"),
+        Text(_f(o["loss"]), style="bold"),
+        "alignment loss: IPW (Hájek), vs reviewers' labels",
+    )
+    g.add_row(
+        "interval",
+        _iv(o["lower"], o["upper"]),
+        f"{conf}% {rep['interval']}, on the loss; ESS {_n(o['ess'])}",
+    )
+    g.add_row(
+        "abstention interval",
+        _iv(o["abstention_low"], o["abstention_high"]),
+        f"on the loss: abstentions as cost 0 / {_c_max(costs)}",
+    )
+    g.add_row(
+        "abstention rate",
+        _pct(o["abstention_rate"]),
+        f"of reviews; weighted by 1/p: {_pct(o['weighted_abstention_rate'])}",
+    )
+    g.add_row("agreement rate", _pct(o["agreement_rate"]), "of labelled reviews liked it")
+    console.print(g)
+    console.print(Text(f"interval: {conf}% {WHY_INTERVAL[rep['interval']]}.", style="dim"))
     if rep["groups"]:
-        t = Table(title=f"by {rep['by']}")
-        for col in (
-            "group",
-            "loss",
-            f"{conf}% interval",
-            "ESS",
-            "labelled",
-            "abstain rate",
-            "abstention interval",
-            "like-rate",
-        ):
-            t.add_column(col, justify="left" if col == "group" else "right")
-        for g in rep["groups"]:
+        by = rep["by"]
+        t = _table(
+            f"loss by {by} ({conf}% empirical-Bernstein intervals)",
+            [by, "loss", "interval", "ESS", "n_labelled", "agreement\nrate"],
+        )
+        for r in rep["groups"]:
             t.add_row(
-                str(g["key"]),
-                _f(g["loss"]),
-                f"[{_f(g['lower'])}, {_f(g['upper'])}]",
-                _f(g["ess"], 1),
-                str(g["n_labelled"]),
-                _pct(g["abstention_rate"]),
-                f"[{_f(g['abstention_low'])}, {_f(g['abstention_high'])}]",
-                _pct(g["agreement_rate"]),
+                str(r["key"]), _f(r["loss"]), _iv(r["lower"], r["upper"]), _n(r["ess"]),
+                f"{r['n_labelled']:,}", _pct(r["agreement_rate"]),
+            )  # fmt: skip
+        console.print(t)
+        t = _table(
+            f"abstentions by {by}",
+            [by, "n_abstained", "abstention\nrate", "weighted", "abstention interval\non the loss"],
+        )
+        for r in rep["groups"]:
+            t.add_row(
+                str(r["key"]),
+                f"{r['n_abstained']:,}",
+                _pct(r["abstention_rate"]),
+                _pct(r["weighted_abstention_rate"]),
+                _iv(r["abstention_low"], r["abstention_high"]),
             )
         console.print(t)
     if rep.get("reviewers"):
-        t = Table(title=f"reviewers (Fleiss κ = {_f(rep.get('fleiss_kappa'), 3)})")
-        for col in ("reviewer", "reviews", "like", "override", "abstain", "agree", "shared"):
-            t.add_column(col, justify="left" if col == "reviewer" else "right")
-        for r in rep["reviewers"]:
-            t.add_row(
-                ("[bold red]⚑ [/]" if r["flags"] else "") + str(r["reviewer"]),
-                str(r["n"]),
-                _pct(r["like_rate"]),
-                _pct(r["override_rate"]),
-                _pct(r["abstain_rate"]),
-                _pct(r["agreement_with_peers"]),
-                str(r["n_shared"]),
+        _print_reviewers(rep)
+
+
+def _print_reviewers(rep: dict[str, Any]) -> None:
+    kappa = rep.get("fleiss_kappa")
+    k = _f(kappa, 3) if kappa is not None else "— (no decision was reviewed twice)"
+    t = _table(
+        f"reviewers (Fleiss κ = {k})",
+        ["reviewer", "n", "like\nrate", "override\nrate", "abstain\nrate", "agreement\nwith peers",
+         "n_shared"],
+    )  # fmt: skip
+    for r in rep["reviewers"]:
+        name = Text(str(r["reviewer"]))
+        if r["flags"]:
+            name = Text.assemble(("⚑ ", "bold red"), str(r["reviewer"]))
+        t.add_row(
+            name,
+            f"{r['n']:,}",
+            _pct(r["like_rate"]),
+            _pct(r["override_rate"]),
+            _pct(r["abstain_rate"]),
+            _pct(r["agreement_with_peers"]),
+            f"{r['n_shared']:,}",
+        )
+    console.print(t)
+    console.print(
+        Text(
+            "agreement with peers: share of the shared decisions (n_shared, reviewed by others "
+            "too) on which the reviewer matched the others' majority.",
+            style="dim",
+        )
+    )
+    for r in rep["reviewers"]:
+        if "rubber_stamp" in r["flags"]:
+            console.print(
+                Text.assemble(
+                    (f"⚑ {r['reviewer']}: rubber_stamp", "bold red"),
+                    f" — likes {_pct(r['like_rate'])} of decisions vs "
+                    f"{_pct(r['peer_like_rate'])} for the other reviewers",
+                )
             )
-        console.print(t)
-        for r in rep["reviewers"]:
-            if "rubber_stamp" in r["flags"]:
-                console.print(
-                    f"[bold red]⚑ {r['reviewer']}: rubber_stamp[/] — likes "
-                    f"{_pct(r['like_rate'])} of decisions vs {_pct(r['peer_like_rate'])} for "
-                    "the other reviewers"
+        if "discordant" in r["flags"]:
+            console.print(
+                Text.assemble(
+                    (f"⚑ {r['reviewer']}: discordant", "bold red"),
+                    f" — agrees with the others' majority on "
+                    f"{_pct(r['agreement_with_peers'])} of shared decisions vs "
+                    f"{_pct(r['peer_agreement'])} for the others",
                 )
-            if "discordant" in r["flags"]:
-                console.print(
-                    f"[bold red]⚑ {r['reviewer']}: discordant[/] — agrees with the others' "
-                    f"majority on {_pct(r['agreement_with_peers'])} of shared decisions vs "
-                    f"{_pct(r['peer_agreement'])} for the others"
-                )
+            )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report")
+    @app.command("report", short_help="Alignment loss with its interval, by segment, action, ...")
     def report_cmd(
         db: DbOption = default_db(),
         by: Annotated[
@@ -239,9 +345,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Alignment loss (IPW, with interval), abstentions and reviewers, from the store."""
-        from npo.store import open_store
-
-        with cli_errors(as_json), open_store(db) as store:
+        with cli_errors(as_json), open_existing(db) as store:
             rep = build_report(
                 store,
                 by=by,
@@ -257,4 +361,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(rep)
         else:
-            _print(rep)
+            print_report(rep, config)

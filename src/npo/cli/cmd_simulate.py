@@ -10,26 +10,117 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from npo.cli.common import JsonOption, cli_errors, console, emit_json, err_console, show_progress
+from npo.errors import shorten
 
 
 def _parse_settings(items: list[str] | None) -> dict[str, Any]:
-    """``key=value`` pairs (values parsed as JSON when possible: true, 0.1, "cs")."""
+    """``key=value`` pairs; keys may be dotted (``retrain.min_feedback``); values are parsed
+    as JSON when possible (true, 0.1, "cs", null)."""
     from npo.errors import ItemError, ValidationFailed
 
     out: dict[str, Any] = {}
     for i, item in enumerate(items or []):
-        if "=" not in item:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
             raise ValidationFailed(
-                [ItemError(i, "--set", f"expected key=value, got {item!r}")], what="settings"
+                [ItemError(i, "--set", f"expected key=value, got {shorten(item, 80)!r}")],
+                what="settings",
             )
-        k, v = item.split("=", 1)
         try:
             out[k.strip()] = json.loads(v)
         except json.JSONDecodeError:
             out[k.strip()] = v
     return out
+
+
+def _sections(model: Any) -> dict[str, Any]:
+    """Field name (alias) -> nested model class, or None for a plain value / free mapping."""
+    from pydantic import BaseModel
+
+    out: dict[str, Any] = {}
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        nested = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        out[f.alias or name] = nested
+    return out
+
+
+def apply_settings(base: dict[str, Any], settings: dict[str, Any], model: Any) -> dict[str, Any]:
+    """``base`` (a config as a mapping) with the dotted ``settings`` applied; a key that is
+    not a setting of ``model`` is an error naming it and the known keys."""
+    import copy
+
+    from npo.errors import ItemError, ValidationFailed
+
+    data = copy.deepcopy(base)
+    errors: list[ItemError] = []
+    for key, value in settings.items():
+        parts = key.split(".")
+        node, cls = data, model
+        for j, part in enumerate(parts):
+            last = j == len(parts) - 1
+            known = _sections(cls) if cls is not None else None
+            if known is not None and part not in known:
+                where = ".".join(parts[:j]) or "the loop configuration"
+                errors.append(
+                    ItemError(
+                        0,
+                        f"--set {shorten(key, 80)}",
+                        f"{shorten(part, 60)!r} is not a setting of {where}; known: "
+                        f"{', '.join(known)}",
+                    )
+                )
+                break
+            if last:
+                node[part] = value
+                break
+            child = node.get(part)
+            if child is None and (known is None or known.get(part) is None):
+                child = node[part] = {}  # a free mapping such as costs.matrix
+            if not isinstance(child, dict):
+                errors.append(
+                    ItemError(
+                        0,
+                        f"--set {shorten(key, 80)}",
+                        f"{'.'.join(parts[: j + 1])} is a value, not a section",
+                    )
+                )
+                break
+            node, cls = child, (known or {}).get(part)
+    if errors:
+        raise ValidationFailed(errors, what="--set")
+    return data
+
+
+def _parse_settings_quiet(items: list[str] | None) -> dict[str, Any]:
+    try:
+        return _parse_settings(items)
+    except ValueError:
+        return {}
+
+
+METRICS = {
+    "final_true_loss": "loss vs people's preferences, last 10% of steps",
+    "mean_excess_loss": "  above the Bayes loss, mean over all steps",
+    "time_to_recovery": "steps until the loss vs labels is back ≤ λ",
+    "detection_delay": "steps from crossing λ to the trigger",
+    "meta_error_rate": "share of steps the trigger is wrong",
+    "fidelity_bound": "  its bound (threshold fidelity)",
+    "estimation_error": "mean |estimate − loss vs labels|",
+    "deferral_rate": "deferral rate",
+    "abstention_rate": "abstention rate",
+    "promotions": "promotions",
+}
+"""The metrics ``npo simulate`` shows, with labels saying which loss each is about."""
+
+TERMS = (
+    "loss vs reviewers' labels: expected cost against what reviewers answer (noise "
+    "included) -- what the monitor estimates and λ bounds; loss vs people's preferences: "
+    "against the simulated people's own preferred actions."
+)
 
 
 def _clean(v: Any) -> Any:
@@ -47,7 +138,7 @@ def _clean(v: Any) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("simulate")
+    @app.command("simulate", short_help="Run NPO against simulated people.")
     def simulate_cmd(
         scenario: Annotated[
             str,
@@ -74,8 +165,9 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(
                 "--set",
-                help="Loop configuration key=value, repeatable: any top-level key of the loop "
-                "config (lambda, lambda_crit, delta, p_min, deferral_budget, retrain, monitor).",
+                help="Loop configuration key=value, repeatable; nested keys are dotted "
+                "(lambda=0.12, retrain.min_feedback=100, monitor.window=8000); see "
+                "docs/formats.md.",
             ),
         ] = None,
         list_: Annotated[
@@ -84,7 +176,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Run NPO against a simulated world and people; print a summary, write the series."""
-        with cli_errors(as_json):
+        with cli_errors(as_json, {k: f"--set {k}" for k in _parse_settings_quiet(set_)}):
             from npo.loop.options import ABLATIONS
             from npo.simulation import SCENARIOS
 
@@ -102,11 +194,16 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"--arm: unknown arm {arm!r}; known: {sorted(ABLATIONS)}")
             overrides = _parse_settings(set_)
             t0 = time.perf_counter()
+            from npo.loop import LoopConfig
             from npo.simulation import load_scenario
             from npo.simulation.ablation import loop_metrics
             from npo.simulation.driver import default_config, run_simulation
 
-            config = default_config(load_scenario(scenario), **overrides) if overrides else None
+            config = None
+            if overrides:
+                base = default_config(load_scenario(scenario)).model_dump(by_alias=True)
+                data = apply_settings(base, overrides, LoopConfig)
+                config = LoopConfig.from_dict(data, source="--set")
             drun = run_simulation(
                 scenario, steps=steps, seed=seed, switches=arm, store=store, config=config
             )
@@ -138,22 +235,12 @@ def register(app: typer.Typer) -> None:
                 emit_json({"ok": True, **_clean(summary)})
                 return
             m = summary["metrics"]
-            t = Table("metric", "value", title=f"npo simulate {name} (arm {arm})")
-            for k in (
-                "final_true_loss",
-                "mean_excess_loss",
-                "time_to_recovery",
-                "detection_delay",
-                "meta_error_rate",
-                "fidelity_bound",
-                "estimation_error",
-                "deferral_rate",
-                "abstention_rate",
-                "promotions",
-            ):
+            t = Table("metric", "JSON key", "value", title=f"npo simulate {name} (arm {arm})")
+            for k, label in METRICS.items():
                 v = m.get(k)
-                t.add_row(k, "–" if v is None or v != v else f"{v:.4g}")
+                t.add_row(label, k, "–" if v is None or v != v else f"{v:.4g}")
             console.print(t)
+            console.print(Text(TERMS, style="dim"))
             ev = [e for e in summary["events"] if e["kind"] not in ("retune", "thresholds")]
             console.print(
                 "events: "
@@ -163,7 +250,7 @@ def register(app: typer.Typer) -> None:
             if written:
                 console.print(f"series written to {written}")
 
-    @app.command("ablate")
+    @app.command("ablate", short_help="The ablation grid: tables, plots, results.md.")
     def ablate_cmd(
         out: Annotated[
             str, typer.Option("--out", help="Folder for results.md, tables/ and figures/.")
@@ -200,7 +287,11 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Ablation grid (seeds x switches) in parallel; Markdown + CSV tables, PNG plots and
-        results.md with a check of each claim."""
+        results.md with a check of each claim.
+
+        Needs the peers extra (River, for the ADWIN and Page-Hinkley comparisons):
+        pip install 'npo[peers]'.
+        """
         with cli_errors(as_json):
             from npo.loop.options import ABLATIONS
             from npo.simulation.ablation import (
@@ -221,6 +312,11 @@ def register(app: typer.Typer) -> None:
                         t.add_row(k, ", ".join(f"{a}={b}" for a, b in v.items()) or "–")
                     console.print(t)
                 return
+            from npo.errors import require
+
+            # before any work: the monitor experiment and the adwin / page-hinkley cells
+            # compare NPO with River's detectors
+            require("river.drift", "peers", "npo ablate (River's ADWIN and Page-Hinkley peers)")
             if seeds < 2:
                 raise ValueError(f"--seeds: needs >= 2 for an interval, got {seeds}")
             if steps < 50:
@@ -273,6 +369,6 @@ def register(app: typer.Typer) -> None:
                 return
             t = Table("claim check", "result", title=f"npo ablate: {n_tasks} runs in {secs:.0f} s")
             for k, v in res["checks"].items():
-                t.add_row(k, "[green]holds[/]" if v else "[red]does not hold[/]")
+                t.add_row(k, Text("holds", "green") if v else Text("does not hold", "red"))
             console.print(t)
             console.print(f"results: {Path(out) / 'results.md'}")

@@ -7,13 +7,34 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from npo.cli.cmd_tune import CDeferOption, ConfigOption, SinceOption, UntilOption, cost_matrix
-from npo.cli.common import DbOption, JsonOption, cli_errors, console, default_db, emit_json
+from npo.cli.common import (
+    DbOption,
+    JsonOption,
+    cli_errors,
+    console,
+    default_db,
+    emit_json,
+    open_existing,
+)
+
+OPTIONS = {
+    "margin": "--margin",
+    "mode": "--mode",
+    "delta": "--delta",
+    "segment_tolerance[*]": "--tolerance",
+    "min_segment_n": "--min-segment-n",
+    "incumbent": "--incumbent",
+    "candidate": "CANDIDATE",
+    "thresholds": "--thresholds",
+    "trusted=[...]": "--trust TYPE (once per type)",
+}
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("validate")
+    @app.command("validate", short_help="Compare a candidate policy with the serving one.")
     def validate_cmd(
         candidate: Annotated[str, typer.Argument(help="Policy version to validate.")],
         db: DbOption = default_db(),
@@ -44,10 +65,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Promote / hold / reject verdict with its evidence (exit 0; 1 if not 'promote')."""
         from npo.policy.registry import validate
-        from npo.store import open_store
         from npo.validation import PolicyValidator
 
-        with cli_errors(as_json), open_store(db) as store:
+        with cli_errors(as_json, OPTIONS), open_existing(db) as store:
             validator = PolicyValidator(
                 margin=margin,
                 mode=mode,  # type: ignore[arg-type]
@@ -73,9 +93,12 @@ def register(app: typer.Typer) -> None:
         else:
             colour = {"promote": "green", "hold": "yellow", "reject": "red"}[v.outcome]
             console.print(
-                f"[bold {colour}]{v.outcome.upper()}[/] {v.candidate} vs {v.incumbent}: "
-                f"Δ loss = {v.diff:+.4f} [{v.diff_lower:+.4f}, {v.diff_upper:+.4f}] "
-                f"(n={v.n}, ESS={v.ess:.0f}, δ={v.delta})"
+                Text.assemble(
+                    (v.outcome.upper(), f"bold {colour}"),
+                    f" {v.candidate} vs {v.incumbent}: "
+                    f"Δ loss = {v.diff:+.4f} [{v.diff_lower:+.4f}, {v.diff_upper:+.4f}] "
+                    f"(n={v.n}, ESS={v.ess:.0f}, δ={v.delta})",
+                )
             )
             console.print(
                 f"loss candidate {v.loss_candidate:.4f}, incumbent {v.loss_incumbent:.4f}"

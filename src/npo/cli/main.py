@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Annotated
 
 import typer
 
@@ -16,7 +17,33 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    # plain help: flags shown as flags (no "<bool>"), and no text read as rich markup
+    rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("npo")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            v = "unknown (not installed)"
+        typer.echo(f"npo {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """NPO: continual alignment monitoring for human-in-the-loop decision systems."""
 
 
 def _register_commands() -> None:

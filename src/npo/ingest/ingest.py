@@ -2,31 +2,42 @@
 
 Semantics
 ---------
-A source is processed in chunks of ``batch_size`` records; each chunk is one store batch
-(one transaction). A chunk with any bad record is rejected whole -- nothing of it is
-stored -- and every problem found in it is reported with the file line (CSV: the header
-is line 1; Parquet and DataFrames: the 1-based row number). Valid chunks are stored, so
-a summary can hold both inserted rows and rejected lines; :attr:`IngestSummary.ok` is
-False if anything was rejected (``npo ingest`` then exits non-zero). Ingestion is
-idempotent by id, so re-running the same file after fixing it is safe: rows already
-stored count as duplicates.
+A source is read in chunks of ``batch_size`` records; each chunk is one store batch (one
+transaction). Lines are file lines (CSV: the header is line 1; Parquet and DataFrames:
+the 1-based row number). Ingestion is idempotent by id: re-running a source after fixing
+it is safe, rows already stored count as duplicates.
 
-With ``all_or_nothing=True`` the source is read twice: a first pass validates every
-chunk without storing anything, and the second pass stores only if the first found
-nothing wrong. Memory stays bounded by one chunk in both passes. The first pass runs the
-store's own checks without writing when the store offers a dry run (``dry_run=True`` on
-``ingest_*``); otherwise it runs every check that does not need stored data, and a
-problem only the store can see (an unknown decision id, a conflicting re-send) stops the
-second pass at the chunk where it appears -- the chunks before it stay stored.
+**Default (chunk by chunk).** Chunks are stored in file order. A chunk with any bad
+record is rejected whole -- nothing of it is stored -- and every problem found in it is
+reported with its line; the chunks before *and after* it are still stored if they are
+good. A problem the reader cannot get past (bytes that are not UTF-8 in a CSV, an
+undecodable Parquet row group) stops reading there: the chunks before it stay stored,
+nothing after it is read (``unread_from_line``; the problem is ``stopped_by``). The
+summary says what happened to every line: ``inserted`` / ``duplicates`` for the stored
+chunks, ``rejected_lines`` for the line ranges of the rejected chunks.
+
+**``all_or_nothing=True``.** Nothing is stored unless the whole source is good. A first
+pass reads every chunk and runs the store's own checks without writing (``dry_run=True``
+on ``ingest_*``: against the stored data too), and checks the chunks against each other:
+an id that an earlier chunk already had must be an identical copy
+(:mod:`npo.ingest.repeats`; memory stays bounded by one chunk). Only if nothing is wrong,
+and the file has not changed since, a second pass stores the chunks. The guarantee does
+not extend to *other writers* storing a conflicting event between the two passes: the
+second pass then stops at that chunk, the chunks before it stay stored and the summary
+says so (``stopped_early``).
 
 Problems with the source as a whole (unknown file type, empty file, missing or unknown
-columns, a kind that cannot be told from the columns) raise :class:`SourceRejected`
-before anything is stored.
+columns, a kind that cannot be told from the columns, a ``.gz`` that is not gzip or is
+truncated or corrupt -- it is decompressed to its end first) raise
+:class:`SourceRejected` before anything is stored.
+
+``npo ingest`` exits with 0 when everything was stored, 2 when nothing was stored
+(:attr:`IngestSummary.inserted` is 0: the store is unchanged), 1 when some chunks were
+stored and others were not.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -34,12 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from npo.errors import ItemError, ValidationFailed
+from npo.errors import ItemError, ValidationFailed, shorten
+from npo.ingest.driver import run
 from npo.ingest.readers import (
     Chunk,
     FileProblem,
+    check_gzip,
     detect_format,
     iter_csv,
     iter_jsonl,
@@ -55,12 +66,9 @@ from npo.ingest.schema import (
     VECTOR,
     Kind,
     KindError,
-    RowError,
     check_kind,
     column_errors,
     infer_kind,
-    normalise_records,
-    normalise_table,
 )
 
 DEFAULT_BATCH = 50_000
@@ -74,12 +82,14 @@ class SourceRejected(ValidationFailed):
 class IngestSummary:
     """What happened to a source.
 
-    ``inserted + duplicates + rejected == records``; ``rejected`` counts the records of
-    rejected chunks (good ones included), ``bad_lines`` the records with a problem.
-    ``errors`` keeps the first ``max_errors`` problems (``n_errors`` counts them all).
-    ``stopped_early``: reading stopped at a problem it could not get past (bytes that are
-    not UTF-8), or, with ``all_or_nothing``, at a chunk only the store could reject; the
-    chunks before it were stored and the rest of the source was not read.
+    ``inserted + duplicates + rejected == records`` (records read); ``rejected`` counts the
+    records of rejected chunks (good ones included), ``bad_lines`` the records with a
+    problem, ``rejected_lines`` the ``(first, last)`` line range of each rejected chunk;
+    ``stored_chunks`` counts the chunks the store accepted. ``errors`` keeps the first
+    ``max_errors`` problems (``n_errors`` counts them all). ``unread_from_line``: reading
+    stopped at a problem it could not get past (``stopped_by``, always kept); nothing from
+    that line on was read. ``stopped_early``: the run stopped before the end of the source
+    (that, or with ``all_or_nothing`` a chunk refused in the storing pass).
     """
 
     source: str
@@ -91,9 +101,13 @@ class IngestSummary:
     rejected: int = 0
     bad_lines: int = 0
     chunks: int = 0
+    stored_chunks: int = 0
     rejected_chunks: int = 0
     n_errors: int = 0
     errors: list[ItemError] = field(default_factory=list)
+    rejected_lines: list[tuple[int, int]] = field(default_factory=list)
+    unread_from_line: int | None = None
+    stopped_by: ItemError | None = None
     all_or_nothing: bool = False
     stopped_early: bool = False
     seconds: float = 0.0
@@ -101,6 +115,14 @@ class IngestSummary:
     @property
     def ok(self) -> bool:
         return self.rejected == 0 and self.n_errors == 0
+
+    @property
+    def exit_code(self) -> int:
+        """0: everything stored; 2: nothing stored (the store is unchanged); 1: some
+        chunks stored, others rejected or not read."""
+        if self.ok:
+            return 0
+        return 2 if self.inserted == 0 else 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +136,17 @@ class IngestSummary:
             "rejected": self.rejected,
             "bad_lines": self.bad_lines,
             "chunks": self.chunks,
+            "stored_chunks": self.stored_chunks,
             "rejected_chunks": self.rejected_chunks,
+            "rejected_lines": [list(r) for r in self.rejected_lines],
+            "unread_from_line": self.unread_from_line,
+            "stopped_by": None
+            if self.stopped_by is None
+            else {
+                "line": self.stopped_by.line,
+                "field": self.stopped_by.field,
+                "reason": self.stopped_by.reason,
+            },
             "n_errors": self.n_errors,
             "all_or_nothing": self.all_or_nothing,
             "stopped_early": self.stopped_early,
@@ -127,7 +159,9 @@ class IngestSummary:
 
 
 def _source_error(field: str, reason: str, line: int | None = None) -> SourceRejected:
-    return SourceRejected([ItemError(0, field, reason, None, line)], what="source")
+    return SourceRejected(
+        [ItemError(0, shorten(field, 80), shorten(reason, 300), None, line)], what="source"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -167,6 +201,8 @@ def ingest_file(
     if size == 0:
         raise _source_error("file", "the file is empty (no records)")
     try:
+        if gz:
+            check_gzip(p)
         k, chunks_of, total = _plan(p, fmt, gz, kind, actions, batch_size, size)
     except FileProblem as e:
         raise _source_error(e.field, e.reason, e.line) from None
@@ -174,7 +210,19 @@ def ingest_file(
         raise _source_error("kind", str(e).removeprefix("kind: "), None) from None
     summary = IngestSummary(str(p), fmt + (".gz" if gz else ""), k, all_or_nothing=all_or_nothing)
     t0 = time.perf_counter()
-    _run(store, k, chunks_of, total, summary, all_or_nothing, progress, max_errors, fmt == "csv")
+    run(
+        store,
+        k,
+        chunks_of,
+        total,
+        summary,
+        all_or_nothing,
+        progress,
+        max_errors,
+        fmt == "csv",
+        batch_size=batch_size,
+        source_state=lambda: (p.stat().st_size, p.stat().st_mtime_ns),
+    )
     summary.seconds = time.perf_counter() - t0
     if summary.records == 0 and summary.n_errors == 0:
         line = 1 if fmt == "csv" else None
@@ -214,7 +262,7 @@ def ingest_frame(
     if table.num_rows == 0:
         return summary
     t0 = time.perf_counter()
-    _run(
+    run(
         store,
         k,
         lambda: iter_table(table, batch_size),
@@ -224,6 +272,7 @@ def ingest_frame(
         progress,
         max_errors,
         False,
+        batch_size=batch_size,
     )
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -236,7 +285,11 @@ def _check_columns(cols: list[str], k: Kind, actions: Any, header_line: int | No
     errs = column_errors(cols, k, actions)
     if errs:
         raise SourceRejected(
-            [ItemError(0, e.field, e.reason, None, header_line) for e in errs], what="source"
+            [
+                ItemError(0, shorten(e.field, 80), shorten(e.reason, 300), None, header_line)
+                for e in errs
+            ],
+            what="source",
         )
 
 
@@ -300,218 +353,3 @@ def _needs_per_row(k: Kind) -> Callable[[Any], bool]:
         return any(f not in names or table.column(f).null_count for f in REQUIRED[k])
 
     return check
-
-
-# --------------------------------------------------------------------------------------
-# the loop
-# --------------------------------------------------------------------------------------
-def _ingest_method(store: Any, k: Kind) -> Callable[..., Any]:
-    return getattr(store, f"ingest_{k}")
-
-
-def _dry_run_supported(method: Callable[..., Any]) -> bool:
-    try:
-        return "dry_run" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _stateless_check(k: Kind, batch: Any, actions: Any) -> None:
-    """The store's checks that need no stored data (raises ValidationFailed)."""
-    from npo.store import validate
-
-    if k == "scenarios":
-        cols = validate.scenario_columns(batch)
-    elif k == "decisions":
-        cols = validate.decision_columns(batch, actions)
-    else:
-        cols = validate.feedback_columns(batch, actions)
-    errors = getattr(cols, "errors", None)
-    if errors:
-        raise ValidationFailed(list(errors))
-
-
-def _guarded(chunks: Iterator[Chunk], summary: IngestSummary) -> Iterator[Chunk]:
-    """Chunks until the reader hits a problem it cannot get past (e.g. bytes that are not
-    UTF-8): that problem is reported and reading stops; chunks already stored stay."""
-    try:
-        yield from chunks
-    except FileProblem as e:
-        summary.stopped_early = True
-        summary.n_errors += 1
-        summary.errors.append(ItemError(summary.records, e.field, e.reason, None, e.line))
-
-
-def _base(field: str) -> str:
-    """``scores[1]`` / ``score_reject`` -> ``scores`` (the same cell seen by two checks)."""
-    f = field.split("[", 1)[0]
-    if f.startswith("score_"):
-        return "scores"
-    return "features" if f.startswith("feature_") else f
-
-
-def _at(rows: np.ndarray, i: int | None) -> int | None:
-    return int(rows[i]) if i is not None and 0 <= i < len(rows) else None
-
-
-class _Progress:
-    def __init__(self, progress: bool | Callable[[int, int], None], total: int, label: str):
-        self.cb: Callable[[int, int], None] | None = None
-        self.bar: Any = None
-        self.total = total
-        if callable(progress):
-            self.cb = progress
-        elif progress:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(label, total=total)
-
-    def update(self, done: int) -> None:
-        if self.cb is not None:
-            self.cb(done, self.total)
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _prepare(chunk: Chunk, k: Kind, actions: Any, text: bool) -> tuple[Any, list[RowError]]:
-    """The batch to hand to the store and the problems found in the chunk so far.
-
-    Row numbers in the returned problems are positions in ``chunk.lines``.
-    """
-    errs: list[RowError] = list(chunk.errors)
-    rows = chunk.rows if chunk.rows is not None else np.arange(chunk.n)
-    if chunk.table is not None:
-        table, more = normalise_table(chunk.table, k, actions, text=text)
-        batch: Any = table
-    else:
-        batch, more = normalise_records(chunk.records or [], k, actions)
-    errs.extend(
-        RowError(int(rows[e.row]) if e.row is not None else None, e.field, e.reason, e.item_id)
-        for e in more
-    )
-    return batch, errs
-
-
-def _run(
-    store: Any,
-    k: Kind,
-    chunks_of: Callable[[], Iterator[Chunk]],
-    total: int,
-    summary: IngestSummary,
-    all_or_nothing: bool,
-    progress: bool | Callable[[int, int], None],
-    max_errors: int,
-    text: bool,
-) -> None:
-    actions = store.actions
-    method = _ingest_method(store, k)
-    bad_lines: set[int] = set()
-
-    def record(chunk: Chunk, errs: list[RowError], rows: np.ndarray | None) -> None:
-        """Store problems of one chunk; ``rows`` maps batch index -> chunk position."""
-        for e in errs:
-            pos = e.row
-            if rows is not None and pos is not None:
-                pos = int(rows[pos]) if 0 <= pos < len(rows) else None
-            line = int(chunk.lines[pos]) if pos is not None else None
-            index = chunk.start + pos if pos is not None else chunk.start
-            summary.n_errors += 1
-            if pos is not None:
-                bad_lines.add(index)
-            if len(summary.errors) < max_errors:
-                summary.errors.append(ItemError(index, e.field, e.reason, e.item_id, line))
-
-    def store_errors(exc: ValidationFailed) -> list[RowError]:
-        return [RowError(e.index, e.field, e.reason, e.item_id) for e in exc.errors]
-
-    def validate_chunk(chunk: Chunk, batch: Any, errs: list[RowError], dry: bool) -> bool:
-        """Pass-1 check of a chunk; returns True if it is clean."""
-        rows = chunk.rows if chunk.rows is not None else np.arange(chunk.n)
-        if errs:
-            record(chunk, errs, None)
-            # report the store's stateless findings too, for the rows that could be read
-            seen = {(e.row, _base(e.field)) for e in errs}
-            try:
-                _stateless_check(k, batch, actions)
-            except ValidationFailed as exc:
-                more = [
-                    e for e in store_errors(exc) if (_at(rows, e.row), _base(e.field)) not in seen
-                ]
-                record(chunk, more, rows)
-            except Exception:  # best effort only: the chunk is rejected in any case
-                pass
-            return False
-        try:
-            if dry:
-                method(batch, dry_run=True)
-            else:
-                _stateless_check(k, batch, actions)
-        except ValidationFailed as exc:
-            record(chunk, store_errors(exc), rows)
-            return False
-        return True
-
-    bar = _Progress(progress, total, f"ingest {k}")
-    try:
-        if all_or_nothing:
-            dry = _dry_run_supported(method)
-            records = n_chunks = n_bad = 0
-            for chunk in _guarded(chunks_of(), summary):
-                batch, errs = _prepare(chunk, k, actions, text)
-                n_bad += not validate_chunk(chunk, batch, errs, dry)
-                records += chunk.n
-                n_chunks += 1
-                bar.update(min(chunk.position, total) // 2)
-            if n_bad or summary.stopped_early:
-                summary.records = summary.rejected = records
-                summary.chunks, summary.rejected_chunks = n_chunks, n_bad
-                summary.bad_lines = len(bad_lines)
-                return
-        for chunk in _guarded(chunks_of(), summary):
-            summary.chunks += 1
-            summary.records += chunk.n
-            batch, errs = _prepare(chunk, k, actions, text)
-            rows = chunk.rows if chunk.rows is not None else np.arange(chunk.n)
-            if errs:
-                validate_chunk(chunk, batch, errs, dry=False)
-                summary.rejected += chunk.n
-                summary.rejected_chunks += 1
-            else:
-                try:
-                    rep = method(batch)
-                except ValidationFailed as exc:
-                    record(chunk, store_errors(exc), rows)
-                    summary.rejected += chunk.n
-                    summary.rejected_chunks += 1
-                    if all_or_nothing:
-                        summary.stopped_early = True
-                        break
-                else:
-                    summary.inserted += int(rep.inserted)
-                    summary.duplicates += int(rep.duplicates)
-            done = min(chunk.position, total)
-            bar.update(total // 2 + done // 2 if all_or_nothing else done)
-        bar.update(total)
-    finally:
-        bar.close()
-    summary.bad_lines = len(bad_lines)

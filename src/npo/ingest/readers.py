@@ -11,6 +11,14 @@ with the file line of every record, so that errors can name the line.
   1-based row number.
 
 Memory is bounded by the chunk size: nothing holds more than one chunk.
+
+A ``.gz`` file is decompressed once to its end before anything is read for storing
+(:func:`check_gzip`: a truncated or corrupt stream is found by its length and CRC, which sit
+at the end). A problem the reader cannot get past -- a Parquet row group that cannot be
+decoded, a file that changed while it was read -- raises :class:`FileProblem` naming the
+first line that could not be read; problems with single records (malformed JSON, text that
+is not valid Unicode such as an unpaired ``\\ud800`` escape) are reported on their line and
+reading goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import gzip
 import io
 import json
 import os
+import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -119,6 +129,100 @@ class _Counting(io.RawIOBase):
         super().close()
 
 
+#: what reading a damaged gzip stream raises: truncated (EOFError), not gzip / bad CRC
+#: (BadGzipFile), corrupt deflate data (zlib.error)
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _gzip_problem(exc: BaseException, line: int) -> FileProblem:
+    """A damaged gzip stream -> a :class:`FileProblem` at the first line not read."""
+    if isinstance(exc, EOFError):
+        why = (
+            "the gzip data is truncated (the file ends before the gzip end marker; was the "
+            "download or copy complete?)"
+        )
+    elif isinstance(exc, gzip.BadGzipFile) and "Not a gzipped file" in str(exc):
+        why = (
+            "not gzip data although the name ends in .gz (rename the file or pass --format "
+            "and a name without .gz)"
+        )
+    elif "incorrect data check" in str(exc) or "CRC" in str(exc):
+        why = (
+            "the gzip data is corrupt: it does not match its checksum (CRC), so it was "
+            "changed or damaged somewhere before this line"
+        )
+    else:
+        why = f"the gzip data is corrupt ({exc})"
+    return FileProblem("file", f"{why}; the file was rejected before anything was stored", line)
+
+
+def _read_lines(f: IO[bytes], n: int, line: int) -> list[bytes]:
+    """Up to ``n`` lines; a damaged gzip stream raises :class:`FileProblem` at ``line``
+    (the first line of the lines asked for)."""
+    try:
+        return list(islice(f, n))
+    except _GZIP_ERRORS as e:
+        raise _gzip_problem(e, line) from None
+
+
+def _read_line(f: IO[bytes], line: int) -> bytes:
+    try:
+        return f.readline()
+    except _GZIP_ERRORS as e:
+        raise _gzip_problem(e, line) from None
+
+
+def check_gzip(path: Path) -> None:
+    """Decompress a ``.gz`` file once to its end (each member's length and CRC are checked
+    there); a damaged stream raises :class:`FileProblem` at the first line it does not
+    hold whole. Run before anything is stored, so that a truncated or corrupt file is
+    rejected whole."""
+    lines = 0
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with open(path, "rb") as f:
+        pending = b""
+        while True:
+            block = pending or f.read(1 << 20)
+            pending = b""
+            if not block:
+                break
+            saved = d.copy()
+            try:
+                lines += d.decompress(block).count(b"\n")
+            except zlib.error as e:
+                if lines == 0 and "header" in str(e):
+                    raise _gzip_problem(gzip.BadGzipFile("Not a gzipped file"), 1) from None
+                d = saved  # find the line: feed the block again in small pieces
+                for i in range(0, len(block), 1024):
+                    try:
+                        lines += d.decompress(block[i : i + 1024]).count(b"\n")
+                    except zlib.error:
+                        break
+                raise _gzip_problem(e, lines + 1) from None
+            if d.eof:  # end of a member: another may follow (concatenated .gz files)
+                rest = d.unused_data
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                if rest.strip(b"\0"):
+                    if not rest.startswith(b"\x1f\x8b"):
+                        raise _gzip_problem(
+                            zlib.error("data after the end of the gzip stream"), lines + 1
+                        )
+                    pending = rest
+                else:
+                    pending = b""
+                    # only zero padding (or nothing) so far: the next block decides
+                    nxt = f.read(1 << 20)
+                    if not nxt.strip(b"\0"):
+                        return
+                    pending = nxt
+                    if not nxt.startswith(b"\x1f\x8b"):
+                        raise _gzip_problem(
+                            zlib.error("data after the end of the gzip stream"), lines + 1
+                        )
+    if not d.eof:
+        raise _gzip_problem(EOFError(), lines + 1)
+
+
 def _open_binary(path: Path, gz: bool) -> tuple[IO[bytes], _Counting]:
     counting = _Counting(open(path, "rb"))  # noqa: SIM115 - closed by the caller
     buffered = io.BufferedReader(counting, buffer_size=1 << 18)
@@ -147,7 +251,7 @@ def iter_jsonl(
         lineno = 0
         start = 0
         while True:
-            raw = list(islice(f, batch_size))
+            raw = _read_lines(f, batch_size, lineno + 1)
             if not raw:
                 break
             filled = np.fromiter(map(len, map(bytes.strip, raw)), np.int64, len(raw)) > 0
@@ -183,6 +287,10 @@ def iter_jsonl(
             yield chunk
 
 
+#: a JSON escape of a UTF-16 surrogate (\\ud800-\\udfff): only a pair of them is text
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def _parse_lines(chunk: Chunk, body: list[bytes]) -> None:
     records: list[dict[str, Any]] = []
     rows: list[int] = []
@@ -200,10 +308,46 @@ def _parse_lines(chunk: Chunk, body: list[bytes]) -> None:
                 RowError(i, "json", f"expected a JSON object, got {_json_type(obj)}")
             )
             continue
+        if _SURROGATE_ESCAPE.search(b):
+            bad = lone_surrogate(obj)
+            if bad is not None:
+                rid = obj.get("id") if isinstance(obj.get("id"), str) else None
+                if rid is not None and lone_surrogate(rid) is not None:
+                    rid = None
+                chunk.errors.append(RowError(i, bad[0], bad[1], rid))
+                continue
         records.append(obj)
         rows.append(i)
     chunk.records = records
     chunk.rows = np.asarray(rows, dtype=np.int64)
+
+
+def lone_surrogate(value: Any, where: str = "") -> tuple[str, str] | None:
+    """``(field, reason)`` for the first text in ``value`` (keys included) holding an
+    unpaired UTF-16 surrogate -- ``json.loads`` accepts ``"\\ud800"`` but it is not
+    Unicode text and no store can keep it -- or ``None``."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            code = ord(value[e.start])
+            return where or "(text)", (
+                f"holds an unpaired UTF-16 surrogate \\u{code:04x} at character {e.start + 1}, "
+                "which is not valid Unicode text"
+            )
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            name = f"{where}.{k}" if where else str(k)
+            found = lone_surrogate(k, f"{where} key" if where else "key") or lone_surrogate(v, name)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for j, v in enumerate(value):
+            found = lone_surrogate(v, f"{where}[{j}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _json_type(v: Any) -> str:
@@ -218,7 +362,7 @@ def _json_type(v: Any) -> str:
 def read_csv_header(path: Path, gz: bool = False) -> list[str]:
     f, _ = _open_binary(path, gz)
     with f:
-        line = f.readline()
+        line = _read_line(f, 1)
     if not line:
         raise FileProblem("file", "the file is empty (no header, no records)")
     if not line.strip():
@@ -230,8 +374,17 @@ def read_csv_header(path: Path, gz: bool = False) -> list[str]:
     try:
         header = next(csv.reader([text], strict=True))
     except csv.Error as e:
-        raise FileProblem("header", f"malformed CSV: {e}", 1) from None
+        raise FileProblem("header", _csv_problem(e), 1) from None
     return _clean_header(header)
+
+
+def _csv_problem(e: csv.Error) -> str:
+    if "field larger than field limit" in str(e):
+        return (
+            f"malformed CSV: a cell holds more than {csv.field_size_limit():,} characters "
+            "(the CSV reader's limit)"
+        )
+    return f"malformed CSV: {e}"
 
 
 def _clean_header(header: list[str]) -> list[str]:
@@ -254,20 +407,20 @@ def iter_csv(path: Path, batch_size: int, *, gz: bool = False) -> Iterator[Chunk
     header = read_csv_header(path, gz)
     f, counting = _open_binary(path, gz)
     with f:
-        first = f.readline()
+        first = _read_line(f, 1)
         if first.count(b'"') % 2:  # never a valid header: names hold no line breaks
             raise FileProblem("header", "a column name spans several lines", 1)
         lineno = 1
         start = 0
         while True:
-            raw = list(islice(f, batch_size))
+            raw = _read_lines(f, batch_size, lineno + 1)
             if not raw:
                 break
             data = b"".join(raw)
             quotes = data.count(b'"')
             extra: list[bytes] = []
             while quotes % 2 and len(extra) < batch_size:  # bounded even if a quote is stray
-                line = f.readline()
+                line = _read_line(f, lineno + 1)
                 if not line:
                     break
                 extra.append(line)
@@ -351,7 +504,7 @@ def _python_csv_chunk(header: list[str], data: bytes, first_line: int, start: in
                 rows.append(row)
                 ends.append(reader.line_num)
         except csv.Error as e:
-            problems[len(rows)] = f"malformed CSV: {e}"
+            problems[len(rows)] = _csv_problem(e)
             rows.append(None)
             ends.append(reader.line_num)
             continue
@@ -436,13 +589,27 @@ def parquet_columns(path: Path) -> tuple[list[str], int]:
 
 
 def iter_parquet(path: Path, batch_size: int) -> Iterator[Chunk]:
+    """Chunks of a Parquet file; a row group that cannot be decoded raises
+    :class:`FileProblem` at its first row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     start = 0
     done_groups = 0
-    for batch in pf.iter_batches(batch_size=batch_size):
+    batches = pf.iter_batches(batch_size=batch_size)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as e:
+            raise FileProblem(
+                "file",
+                f"cannot decode the Parquet data from this row on ({e}); nothing from here on "
+                "was read",
+                start + 1,
+            ) from None
+        if batch is None:
+            break
         n = batch.num_rows
         if n == 0:
             continue

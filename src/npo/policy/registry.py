@@ -68,7 +68,20 @@ def tune(
 def apply_thresholds(
     store: Store, result: TuningResult, version: str | None = None, *, note: str | None = None
 ) -> ThresholdSet:
-    """Store the proposal as a new threshold version and make it active (audited)."""
+    """Store the proposal as a new threshold version and make it active (audited).
+
+    A proposal that is the rule already serving (the same global, per-action and
+    per-segment thresholds) stores nothing and returns the serving version."""
+    active = store.active_thresholds()
+    if active is not None:
+        serving = store.get_thresholds(active)
+        proposed = result.to_threshold_set(active, store.actions)
+        if (proposed.global_, proposed.per_action, proposed.per_segment) == (
+            serving.global_,
+            serving.per_action,
+            serving.per_segment,
+        ):
+            return serving
     version = version or "tuned-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     ts = result.to_threshold_set(version, store.actions, note=note)
     store.add_thresholds(ts)

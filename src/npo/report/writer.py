@@ -1,8 +1,14 @@
 """Markdown + PNG report of one loop run (matplotlib with the Agg backend: no display).
 
-Plots (one PNG each): ``loss.png`` — the monitor's confidence band and estimate, the true
-loss of the policy and of the served rule, the Bayes loss, lambda and lambda_crit, with the
-change point and promotions marked; ``triggers.png`` — trigger state vs the ideal trigger
+Two losses are named apart everywhere: the *loss vs reviewers' labels* (expected cost
+against what reviewers answer, their noise included: what reviews measure, what the
+monitor estimates and what lambda bounds) and the *loss vs people's preferences* (against
+the simulated people's own preferred actions: known only in a simulation).
+
+Plots (one PNG each): ``loss.png`` — the monitor's confidence band and estimate, the
+policy's loss vs reviewers' labels (and, in OVERRIDE, the served rule's loss vs
+preferences), the Bayes loss, lambda and lambda_crit, with the change point and
+promotions marked; ``triggers.png`` — trigger state vs the ideal trigger
 ``1[L_t > lambda]``; ``rates.png`` — deferral and abstention rates (moving averages);
 ``versions.png`` — which policy and threshold versions served.
 """
@@ -74,11 +80,16 @@ def plot_run(run: Any, out_dir: str | Path) -> dict[str, Path]:
         s["policy_loss"],
         color="black",
         lw=1.6,
-        label="true loss of the policy (vs reviewers' labels)",
+        label="policy's loss vs reviewers' labels (λ bounds it)",
     )
     if np.any(s["override"]):
-        ax.plot(t, s["true_loss"], color="tab:purple", lw=1, ls="-.", label="true loss served")
-    ax.plot(t, s["bayes_loss"], color="0.5", lw=1, ls="--", label="Bayes loss")
+        ax.plot(
+            t, s["true_loss"], color="tab:purple", lw=1, ls="-.",
+            label="served decisions' loss vs people's preferences",
+        )  # fmt: skip
+    ax.plot(
+        t, s["bayes_loss"], color="0.5", lw=1, ls="--", label="Bayes loss (vs preferences)"
+    )  # fmt: skip
     ax.axhline(run.lambda_, color="tab:orange", lw=1.4, label=f"λ = {run.lambda_:g}")
     ax.axhline(run.lambda_crit, color="tab:red", lw=1.4, label=f"λ_crit = {run.lambda_crit:g}")
     _marks(ax, run)
@@ -233,12 +244,11 @@ def write_run_report(
         f"| … after the change, until a promotion | "
         f"{_fmt(summary['loss_after_change_until_promotion'])} |",
         f"| … at the end (last 10%) | {_fmt(summary['loss_final'])} |",
-        f"| true loss (vs people's preferences) before the change | "
+        f"| loss vs people's preferences (served decisions): before the change | "
         f"{_fmt(summary['true_loss_before_change'])} |",
-        f"| true loss after the change (whole remainder) | "
-        f"{_fmt(summary['true_loss_after_change'])} |",
-        f"| true loss at the end (last 10%) | {_fmt(summary['true_loss_final'])} |",
-        f"| Bayes loss at the end | {_fmt(summary['bayes_loss_final'])} |",
+        f"| … after the change (whole remainder) | {_fmt(summary['true_loss_after_change'])} |",
+        f"| … at the end (last 10%) | {_fmt(summary['true_loss_final'])} |",
+        f"| Bayes loss (vs preferences) at the end | {_fmt(summary['bayes_loss_final'])} |",
         f"| deferral rate (mean) | {_fmt(summary['deferral_rate'])} |",
         f"| abstention rate | {_fmt(summary['abstention_rate'])} |",
         f"| triggers / candidates / promotions / rejections / overrides | "
@@ -277,10 +287,12 @@ def write_run_report(
         "",
         "## Notes",
         "",
-        "- *True loss* is computed from the simulated people's preferences; the *loss of the "
-        "policy against reviewers' labels* includes reviewer noise, which is what reviews can "
-        "measure and what the monitor estimates (Horvitz–Thompson over all decisions, "
-        "abstentions as random non-response). The ideal trigger is 1[that loss > λ].",
+        "- Two losses, named apart: the *loss vs reviewers' labels* is the expected cost "
+        "against what reviewers answer, their noise included -- what reviews can measure, "
+        "what the monitor estimates (Horvitz–Thompson over all decisions, abstentions as "
+        "random non-response) and what λ bounds; the ideal trigger is 1[that loss > λ]. The "
+        "*loss vs people's preferences* is against the simulated people's own preferred "
+        "actions, known only in a simulation (JSON: `true_loss_*`).",
         "- The band is the monitor's time-uniform confidence sequence over its recent window.",
         f"- Per-step data: `series.parquet`; summary: `summary.json`. Options: "
         f"`{json.dumps(run.options)}`.",
