@@ -41,7 +41,7 @@ CASES = {
     "audit": ["audit"],
     "audit-kind-trigger": ["audit", "--kind", "trigger", "--kind", "rejected"],
     "tune": ["tune"],
-    "tune-risk": ["tune", "--objective", "risk", "--alpha", "0.2"],
+    "tune-risk": ["tune", "--objective", "risk", "--alpha", "0.2", "--p-min", "0.2"],
 }
 
 

@@ -110,6 +110,10 @@ def test_tune_proposes_then_applies(db: str) -> None:
         assert store.get_thresholds("t1").per_segment.keys() == {"east", "west"}
         store.set_active_thresholds("t0", reason="test reset", evidence={})
     code, out = _run("tune", "--db", db, "--objective", "risk", "--alpha", "0.3", "--json")
+    assert code == 2 and "p_min" in out  # the review design's floor, never the data's
+    code, out = _run(
+        "tune", "--db", db, "--objective", "risk", "--alpha", "0.3", "--p-min", "0.2", "--json"
+    )
     assert code == 0, out
     assert json.loads(out)["certified"] is True
     code, out = _run("tune", "--db", db, "--per", "nonsense")

@@ -139,7 +139,10 @@ def test_restarted_levels_sum_to_delta():
     cs = RestartedCS(window=100, delta=0.05)
     assert sum(cs.level(j) for j in range(100_000)) <= 0.05
     cs = RestartedCS(window=100, delta=0.05, horizon=1000)
-    assert cs.level(3) == pytest.approx(0.05 / 20)
+    assert cs.level(3) == pytest.approx(0.9 * 0.05 / 20)
+    # valid beyond the planned horizon too: the later sequences share the rest of delta
+    assert cs.level(25) < cs.level(19)
+    assert sum(cs.level(j) for j in range(100_000)) <= 0.05
 
 
 @pytest.mark.parametrize(

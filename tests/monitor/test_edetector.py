@@ -24,8 +24,8 @@ def _mixture_paths(det: MixtureSRDetector, x: np.ndarray, rows: int = 200) -> np
 def _loop_reference(x, m, q, w, log_r0):
     log_r = np.asarray(log_r0, float)
     out = []
-    for xi in x:  # log R_t = log LR_t + log(1 + R_{t-1})
-        log_lr = xi * np.log(q / m) + (1 - xi) * np.log((1 - q) / (1 - m))
+    for xi in x:  # log R_t = log LR_t + log(1 + R_{t-1}), LR = 1 + lam (x - m)
+        log_lr = np.log1p((q - m) / (m * (1 - m)) * (xi - m))
         log_r = log_lr + np.logaddexp(0.0, log_r)
         out.append(log_r)
     return np.array(out).T
@@ -121,7 +121,11 @@ def test_monitor_escalates_steps_down_and_clears() -> None:
     assert s[8999] == TriggerState.RETRAIN  # 0.12 * 4 = 0.48: above tolerance, below critical
     assert s[-1] == TriggerState.OK
     ev = mon.status.evidence
-    assert ev["alarms"] >= 2 and ev["log_threshold"] == pytest.approx(np.log(3000 / 0.05))
+    assert ev["alarms"] >= 2
+    # alpha split over the two up-detectors, 0.9 of it spent within the planned horizon
+    assert ev["alpha_up"] == ev["alpha_up_critical"] == pytest.approx(0.025)
+    fresh = EDetectorMonitor(0.2, 0.6, scale=4.0, horizon=3000).status.evidence
+    assert fresh["log_threshold_up"] == pytest.approx(np.log(3000 / (0.9 * 0.025)))
 
 
 def test_bad_parameters() -> None:

@@ -50,6 +50,19 @@ def cost_matrix(store_actions, config: str | None, c_defer: float):  # type: ign
     return CostMatrix.zero_one(store_actions, c_defer)
 
 
+def design_p_min(config: str | None, p_min: float | None) -> float | None:
+    """``--p-min``, else the loop config's ``p_min`` (the review design, never the data)."""
+    if p_min is not None or config is None:
+        return p_min
+    from npo.loop.config import LoopConfig
+
+    return LoopConfig.from_file(config).p_min
+
+
+def _fmt_threshold(v: float | str) -> str:
+    return v if isinstance(v, str) else f"{v:.4f}"
+
+
 def _fmt_iv(iv: tuple[float, float] | list[float]) -> str:
     return f"[{iv[0]:.4f}, {iv[1]:.4f}]"
 
@@ -61,6 +74,7 @@ OPTIONS = {
     "alpha": "--alpha",
     "delta": "--delta",
     "bound": "--bound",
+    "p_min": "--p-min",
     "version": "--version",
 }
 
@@ -68,6 +82,7 @@ OPTIONS = {
 MOSTLY_DEFERS = 0.5
 
 BOUNDS = {
+    "wsr": "WSR variance-adaptive bound",
     "hb": "Hoeffding–Bentkus test",
     "eb": "empirical-Bernstein upper bound",
     "none": "plug-in estimate (no guarantee)",
@@ -87,7 +102,7 @@ def print_tuning(out: dict, actions: list[str], per: str, bound: str) -> None:  
         table.add_column(a, justify="right", overflow="fold")
     rows = [*out["segments"], "(default)"]
     for name, row in zip(rows, out["thresholds"], strict=True):
-        table.add_row(name, *[f"{v:.4f}" for v in row])
+        table.add_row(name, *[_fmt_threshold(v) for v in row])
     console.print(table)
     console.print("act when the top score reaches the threshold, otherwise defer to people")
     g = Table.grid(padding=(0, 2))
@@ -188,7 +203,17 @@ def register(app: typer.Typer) -> None:
         ] = "loss",
         alpha: Annotated[float, typer.Option(help="Risk level for --objective risk.")] = 0.1,
         delta: Annotated[float, typer.Option(help="1 − confidence of bounds/intervals.")] = 0.1,
-        bound: Annotated[str, typer.Option(help="Risk bound: hb, eb or none.")] = "hb",
+        bound: Annotated[
+            str, typer.Option(help="Risk bound: wsr (variance-adaptive), hb, eb or none.")
+        ] = "wsr",
+        p_min: Annotated[
+            float | None,
+            typer.Option(
+                "--p-min",
+                help="The review design's exploration floor (risk mode); default: the "
+                "--config file's p_min.",
+            ),
+        ] = None,
         since: SinceOption = None,
         until: UntilOption = None,
         config: ConfigOption = None,
@@ -218,6 +243,7 @@ def register(app: typer.Typer) -> None:
                 alpha=alpha,
                 delta=delta,
                 bound=bound,  # type: ignore[arg-type]
+                p_min=design_p_min(config, p_min),
             )
             cost = cost_matrix(store.actions, config, c_defer)
             result = tune(store, tuner, cost, since=since, until=until)

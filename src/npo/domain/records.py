@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -166,17 +166,26 @@ class PolicyVersion(_Record):
     note: str | None = None
 
 
+NEVER_ACT = "never"
+"""A threshold above every score: the rule never acts (always DEFER). Stored as this
+string (JSON-serialisable); :meth:`ThresholdSet.threshold` returns ``math.inf`` for it.
+A numeric 1.0 is *not* "never": a score of exactly 1.0 passes ``s ≥ 1.0``."""
+
+Threshold = float | Literal["never"]
+
+
 class ThresholdSet(_Record):
     """Thresholds ``τ`` of the decision rule: act with ``â = argmax s`` iff ``s_â ≥ τ``.
 
-    Lookup order for action ``a`` in segment ``g``: ``per_segment[g][a]``, then
-    ``per_action[a]``, then ``global_``.
+    Each threshold is a number in ``[0, 1]`` or :data:`NEVER_ACT` (``"never"``: above every
+    score, so the rule always defers). Lookup order for action ``a`` in segment ``g``:
+    ``per_segment[g][a]``, then ``per_action[a]``, then ``global_``.
     """
 
     version: str = Field(min_length=1, max_length=200)
-    global_: float = Field(default=0.5, alias="global")
-    per_action: dict[str, float] = Field(default_factory=dict)
-    per_segment: dict[str, dict[str, float]] = Field(default_factory=dict)
+    global_: Threshold = Field(default=0.5, alias="global")
+    per_action: dict[str, Threshold] = Field(default_factory=dict)
+    per_segment: dict[str, dict[str, Threshold]] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     note: str | None = None
 
@@ -184,9 +193,13 @@ class ThresholdSet(_Record):
 
     @model_validator(mode="after")
     def _range(self) -> ThresholdSet:
-        def chk(name: str, v: float) -> None:
-            if not math.isfinite(v) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: threshold must lie in [0, 1], got {v}")
+        def chk(name: str, v: Threshold) -> None:
+            if v == NEVER_ACT:
+                return
+            if isinstance(v, str) or not math.isfinite(v) or not 0.0 <= v <= 1.0:
+                raise ValueError(
+                    f"{name}: threshold must lie in [0, 1] or be {NEVER_ACT!r}, got {v!r}"
+                )
 
         chk("global", self.global_)
         for a, v in self.per_action.items():
@@ -197,6 +210,20 @@ class ThresholdSet(_Record):
         return self
 
     def threshold(self, action: str, segment: str | None = None) -> float:
+        """The threshold for ``action`` in ``segment`` as a number (``inf`` = never act)."""
         if segment is not None and action in self.per_segment.get(segment, {}):
-            return self.per_segment[segment][action]
-        return self.per_action.get(action, self.global_)
+            return as_number(self.per_segment[segment][action])
+        return as_number(self.per_action.get(action, self.global_))
+
+
+def as_number(threshold: Threshold) -> float:
+    """A threshold as a float: :data:`NEVER_ACT` -> ``inf``."""
+    return math.inf if threshold == NEVER_ACT else float(threshold)
+
+
+def as_threshold(value: float) -> Threshold:
+    """A float threshold as stored: anything above 1 (every score is ≤ 1) -> :data:`NEVER_ACT`."""
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError("threshold: NaN is not a threshold")
+    return NEVER_ACT if v > 1.0 else max(v, 0.0)

@@ -12,6 +12,7 @@ from npo.estimation.alignment import (
     estimate_alignment,
     horvitz_thompson_terms,
 )
+from npo.estimation.bounds import distribution_free_floor, plugin_eb_upper
 from npo.estimation.confseq import (
     BettingCS,
     ConfidenceSequence,
@@ -39,6 +40,7 @@ from npo.estimation.reviewers import (
     pairwise_kappa,
     reviewer_stats,
 )
+from npo.estimation.stream import HorvitzThompsonStream, response_bins
 from npo.estimation.sufficient import AlignmentStats
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "ConfidenceSequence",
     "DawidSkeneResult",
     "EmpiricalBernsteinCS",
+    "HorvitzThompsonStream",
     "Interval",
     "RestartedCS",
     "ReviewerStats",
@@ -62,6 +65,7 @@ __all__ = [
     "cohen_kappa",
     "cost_array",
     "dawid_skene",
+    "distribution_free_floor",
     "effective_sample_size",
     "empirical_bernstein_interval",
     "empirical_bernstein_upper",
@@ -70,6 +74,8 @@ __all__ = [
     "horvitz_thompson_terms",
     "majority_vote",
     "pairwise_kappa",
+    "plugin_eb_upper",
+    "response_bins",
     "reviewer_stats",
     "wilson_interval",
 ]

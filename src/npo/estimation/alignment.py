@@ -9,8 +9,11 @@ this module does not import the store): ``decision`` (action code, ``-1`` = DEFE
 Estimator: ``L̂ = Σ w_i C(d_i, y_i) / Σ w_i`` over labelled reviews with ``w_i = 1/p_i``.
 It is consistent for ``L = E[C(d(x), y(x))]`` when every decision is reviewed with known
 probability ``p_i ≥ p_min > 0`` independently of the person's answer given the
-decision record (the review sampler's randomisation). Abstentions are not agreement: they
-are excluded from ``L̂``, bound it through ``[L_low, L_high]`` and are reported as rates.
+decision record (the review sampler's randomisation). Its intervals (empirical Bernstein
+with Kish's effective sample size, or bootstrap-t) are **asymptotic**: see
+:mod:`npo.estimation.intervals`; the finite-sample statements are the confidence sequences
+and :mod:`npo.estimation.bounds`. Abstentions are not agreement: they are excluded from
+``L̂``, bound it through ``[L_low, L_high]`` and are reported as rates.
 
 Sequential form (for the monitor): :func:`horvitz_thompson_terms` over *all* decisions.
 """

@@ -105,6 +105,10 @@ def _as_obs(x: ArrayLike) -> np.ndarray:
     return a
 
 
+def _rows(x: ArrayLike) -> np.ndarray:
+    return np.atleast_2d(np.asarray(x, dtype=np.float64))
+
+
 class _PlugIn:
     """Predictable plug-in mean/variance and bets (Waudby-Smith & Ramdas 2023, eq. 26):
 
@@ -226,6 +230,20 @@ class EmpiricalBernsteinCS(_PlugInState):
         self._lower = 0.0
         self._upper = 1.0
 
+    def log_wealth(self, x: ArrayLike, m: float) -> np.ndarray:
+        """Log of the hedged capital ``½ M⁺_t(m) + ½ M⁻_t(m)`` of a fresh sequence with these
+        parameters after each observation of ``x`` (``(n,)`` or ``(reps, n)``): at the true
+        mean a nonnegative supermartingale started at 1, the process Ville's inequality is
+        applied to (each side at ``δ/2``)."""
+        xs = _rows(x)
+        out = np.empty(xs.shape)
+        for i, row in enumerate(xs):
+            _, lam, mu_prev = _PlugIn(self.delta, self.cap, self.n_plan).step(row)
+            pen = np.cumsum((row - mu_prev) ** 2 * (-np.log1p(-lam) - lam))
+            gain = np.cumsum(lam * (row - m))
+            out[i] = np.logaddexp(gain - pen, -gain - pen) + math.log(0.5)
+        return out.reshape(np.shape(x))
+
     def _update_one(self, x: float) -> CSBounds:
         """The same arithmetic as :meth:`update` for one observation, in plain floats
         (the monitor feeds one observation at a time)."""
@@ -330,6 +348,21 @@ class BettingCS(_PlugInState):
         self._lower = 0.0
         self._upper = 1.0
 
+    def log_wealth(self, x: ArrayLike, m: float) -> np.ndarray:
+        """Log of the hedged capital ``K_t(m) = ½K⁺_t(m) + ½K⁻_t(m)`` of a fresh sequence
+        after each observation of ``x`` (``(n,)`` or ``(reps, n)``): a nonnegative
+        martingale started at 1 when ``m`` is the true mean."""
+        xs = _rows(x)
+        out = np.empty(xs.shape)
+        for i, row in enumerate(xs):
+            _, lam, _ = _PlugIn(self.delta, cap=np.inf).step(row)
+            up = np.minimum(lam, self.cap / m)
+            dn = np.minimum(lam, self.cap / (1.0 - m))
+            log_up = np.cumsum(np.log1p(up * (row - m)))
+            log_dn = np.cumsum(np.log1p(-dn * (row - m)))
+            out[i] = np.logaddexp(log_up, log_dn) + math.log(0.5)
+        return out.reshape(np.shape(x))
+
     def _bounds(self, excluded: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of an (B, G) exclusion mask -> outward-widened [lower, upper]."""
         alive = ~excluded
@@ -375,23 +408,33 @@ class BettingCS(_PlugInState):
         return CSBounds(np.concatenate(ests), np.concatenate(los), np.concatenate(his))
 
 
+PLANNED_SHARE = 0.9
+"""Share of ``δ`` a :class:`RestartedCS` spends within its planned horizon."""
+PLAN_FACTOR = math.sqrt(2.0)
+"""The base sequences of a :class:`RestartedCS` report between ``stride`` and ``2 stride``
+observations: their bets are tuned for the geometric middle, ``√2 · stride``."""
+
+
 class RestartedCS:
     """ "Recent" confidence sequence: periodic restarts with a union bound.
 
     A fresh base CS (default :class:`EmpiricalBernsteinCS`) is started every
     ``stride = window // 2`` observations and lives for ``window`` observations. The CS
-    started as the ``j``-th (``j = 0, 1, …``) runs at level ``δ_j``, with
-    ``δ_j = δ / J`` when a ``horizon`` (total number of observations) is given
-    (``J = ⌈horizon / stride⌉``), else ``δ_j = δ / ((j+1)(j+2))``; either way ``Σ δ_j ≤ δ``.
+    started as the ``j``-th (``j = 0, 1, …``) runs at level ``δ_j``: with a planned
+    ``horizon`` (number of observations) ``δ_j = 0.9 δ / J`` for the ``J = ⌈horizon / stride⌉``
+    sequences it needs and ``δ_j = 0.1 δ / ((i+1)(i+2))``, ``i = j − J``, for any later one
+    (the guarantee does not end at the horizon); without one ``δ_j = δ / ((j+1)(j+2))``.
+    Either way ``Σ δ_j ≤ δ``.
     The reported band at time ``t`` is the intersection of the live CSs' intervals (at most
     two: the oldest has seen the last ``n_t`` observations, ``stride ≤ n_t ≤ window``, the
     youngest fewer than ``stride``), the estimate the oldest's centre moved into it; where
     the intervals are disjoint (the level changed) the youngest's interval. The base
-    CSs' bets are tuned for ``stride`` observations (``EmpiricalBernsteinCS(n_plan=…)``:
-    near-equal weights, so no observation dominates a centre).
+    CSs' bets are tuned for ``√2 · stride`` observations, the geometric middle of the
+    ``[stride, window]`` they report over (``EmpiricalBernsteinCS(n_plan=…)``: near-equal
+    weights, so no observation dominates a centre).
 
     Guarantee (union bound over the base CSs): with probability ``≥ 1 − δ``, for every
-    ``t`` (``t ≤ horizon`` if given) *every* live CS contains the ``λ``-weighted average of
+    ``t`` *every* live CS contains the ``λ``-weighted average of
     the conditional means of the observations it covers. Hence if every recent
     observation has mean ``≤ λ₀``, the band's lower end stays ``≤ λ₀`` (and symmetrically
     for the upper end): a trigger on the band is a valid test of the recent level; and if
@@ -423,14 +466,20 @@ class RestartedCS:
         # but after a change it pins the band to the old level (upper < the new estimate);
         # a "recent" sequence exists precisely to follow changes.
         self.factory = factory or (
-            lambda d: EmpiricalBernsteinCS(d, running_intersection=False, n_plan=self.stride)
+            lambda d: EmpiricalBernsteinCS(
+                d, running_intersection=False, n_plan=round(PLAN_FACTOR * self.stride)
+            )
         )
         self.reset()
 
     def level(self, j: int) -> float:
         """Miscoverage ``δ_j`` of the ``j``-th restarted CS."""
         if self.horizon is not None:
-            return self.delta / math.ceil(self.horizon / self.stride)
+            planned = math.ceil(self.horizon / self.stride)
+            if j < planned:
+                return PLANNED_SHARE * self.delta / planned
+            i = j - planned
+            return (1.0 - PLANNED_SHARE) * self.delta / ((i + 1) * (i + 2))
         return self.delta / ((j + 1) * (j + 2))
 
     def reset(self) -> None:

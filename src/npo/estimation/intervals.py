@@ -176,7 +176,10 @@ def empirical_bernstein_upper(
     upper: float = 1.0,
 ) -> float:
     """One-sided ``1 − δ`` empirical-Bernstein upper confidence bound on the mean
-    (``upper`` when there is no data). Used by the risk-controlled tuner and the validator."""
+    (``upper`` when there is no data). Finite-sample for unweighted i.i.d. data; with
+    weights it is the Kish-ESS linearisation of the module docstring: **asymptotic**. Used
+    by the validator when no ``p_min`` is given (its verdict then says "asymptotic"); the
+    finite-sample bound is :func:`npo.estimation.bounds.plugin_eb_upper`."""
     delta = _check_delta(delta)
     x, w = _prepare(values, weights, lower, upper)
     if x.size == 0:

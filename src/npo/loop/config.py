@@ -22,7 +22,10 @@ Example ``npo.toml``::
     every_labels = 20000   # optional: also retrain on a schedule, every this many labels
 
     [monitor]              # optional
-    window = 4000          # decisions in the monitor's "recent" horizon
+    horizon = 100000       # planned decisions per run: where the detectors are tuned
+    window = "auto"        # the level band's recent window (auto: resolves lambda)
+    resolution = 0.5       # auto window: band width at lambda <= resolution * lambda
+    feedback_wait = 5000   # decisions a term waits for its review (then: non-response)
     abstention_tolerance = 0.25
     disagreement_tolerance = 0.3
 """
@@ -31,9 +34,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from npo.domain import ActionSpace, CostMatrix
 from npo.errors import ItemError, ValidationFailed
@@ -66,8 +76,28 @@ class RetrainConfig(BaseModel):
 class MonitorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window: int | None = Field(
-        default=4000, ge=10, description="decisions in the recent horizon (None: since reset)"
+    horizon: int = Field(
+        default=100_000,
+        ge=100,
+        description="planned number of decisions the loss monitor watches between resets: "
+        "its detectors are most sensitive there; false triggers stay <= delta beyond it",
+    )
+    window: int | Literal["auto"] | None = Field(
+        default="auto",
+        description="decisions in the level band's recent window ('auto': the smallest that "
+        "resolves lambda at p_min, see npo.monitor.band_window; None: since reset)",
+    )
+    resolution: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=2.0,
+        description="'auto' window: band width at lambda at most resolution * lambda",
+    )
+    feedback_wait: int | None = Field(
+        default=5_000,
+        ge=0,
+        description="decisions a review may stay pending before its term is resolved as "
+        "non-response (None: wait for ever; the monitor then waits too)",
     )
     abstention_tolerance: float = Field(default=0.25, gt=0.0, lt=1.0)
     disagreement_tolerance: float = Field(default=0.3, gt=0.0, lt=1.0)
@@ -77,6 +107,13 @@ class MonitorConfig(BaseModel):
         le=1.0,
         description="lower clip of the estimated response (non-abstention) rate",
     )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 10:
+            raise ValueError(f"window: must be >= 10 decisions, 'auto' or None, got {v}")
+        return v
 
 
 class LoopConfig(BaseModel):

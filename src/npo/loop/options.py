@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from npo.errors import ItemError, ValidationFailed
 
 FeedbackMode = Literal["all", "likes_only", "overrides_only", "abstain_as_like"]
-MonitorKind = Literal["cs", "edetector", "fixed_window", "adwin", "page_hinkley", "null"]
+MonitorKind = Literal[
+    "change_level", "cs", "edetector", "fixed_window", "adwin", "page_hinkley", "null"
+]
 
 
 class LoopOptions(BaseModel):
@@ -29,8 +31,10 @@ class LoopOptions(BaseModel):
     - ``ipw``: ``False`` removes the exploration floor and the weights: automated decisions
       are never reviewed, every decision records propensity 1, estimates are plain means
       over labelled reviews (the "alignment collapse" arm);
-    - ``monitor``: the loss monitor (confidence sequence, e-detector, fixed window, River
-      ADWIN / PageHinkley, or none);
+    - ``monitor``: the loss monitor: ``change_level`` (default: e-detector triggers with a
+      confidence band, :class:`~npo.monitor.ChangeLevelMonitor`), ``cs`` (level monitor on
+      a confidence sequence), ``edetector``, ``fixed_window`` (naive), River ``adwin`` /
+      ``page_hinkley``, or ``null``;
     - ``monitor_params``: keyword arguments of the River monitors (ADWIN's ``delta``,
       PageHinkley's ``threshold``, e.g. calibrated to a false-alarm level);
     - ``train_epochs``: passes of the online learner over the training window.
@@ -43,7 +47,7 @@ class LoopOptions(BaseModel):
     allow_override: bool = True
     feedback: FeedbackMode = "all"
     ipw: bool = True
-    monitor: MonitorKind = "cs"
+    monitor: MonitorKind = "change_level"
     monitor_params: dict[str, float] = Field(default_factory=dict)
     train_epochs: int = Field(default=4, ge=1, le=100)
 
@@ -81,6 +85,7 @@ ABLATIONS: dict[str, LoopOptions] = {
     "overrides-only": LoopOptions(feedback="overrides_only"),
     "no-ipw": LoopOptions(ipw=False),
     "fixed-window": LoopOptions(monitor="fixed_window"),
+    "cs-monitor": LoopOptions(monitor="cs"),
     "e-detector": LoopOptions(monitor="edetector"),
     "adwin": LoopOptions(monitor="adwin"),
     "page-hinkley": LoopOptions(monitor="page_hinkley"),

@@ -6,23 +6,30 @@ the simulation driver use the same object. Every step is written to the store, a
 change to the audit log with the evidence behind it.
 
 **What the monitor sees (Horvitz–Thompson with non-response).** Each decision ``i`` is sent
-for review with probability ``p_i`` (deferred: 1). A decision not sampled for review is
-fed as ``Z_i = 0`` when it is decided. A sampled one is fed when its (first) feedback
-arrives, however late: ``Z_i = C(d_i, y_i) / (p_i r̂)`` for a label ``y_i`` (like or
-override) and ``Z_i = 0`` for an abstention. ``r̂`` is the running share of reviews that
-gave a label (clipped below at ``monitor.response_floor``): abstention is treated as
-*random non-response* with its own estimated response propensity, so the labelled reviews
-stand in for the abstained ones — never as agreement. Then ``E[Z_i] = L`` when abstaining
-is independent of the cost given the decision; otherwise the bias is at most the abstention
-rate times ``C_max`` in size, and *downwards* when people abstain more on hard cases (where
-the policy errs more); the abstention sensitivity interval of ``npo report`` bounds it.
-Abstentions also feed the abstention-rate monitor; when several people label the same
-decision, each further label feeds the reviewer-disagreement monitor with
+for review with probability ``p_i`` (deferred: 1; automated: ``p_i ≥ p_min`` always,
+whatever the review capacity). Its term ``Z_i = R_i A_i C(d_i, y_i) / (p_i r̂)`` is
+produced by :class:`npo.estimation.HorvitzThompsonStream`: in decision order (a term never
+moves because of its value), abstentions and reviews still pending after
+``monitor.feedback_wait`` decisions treated as non-response with a response rate ``r̂``
+estimated per response bin (deferred / automated × the policy's top score) — never as
+agreement. The stream's docstring states exactly when ``E[Z_i | past] = L`` and what is
+approximate. Abstentions also feed the abstention-rate monitor; when several people label
+the same decision, each further label feeds the reviewer-disagreement monitor with
 ``1[label ≠ first label]`` (an unbiased estimate of the pairwise disagreement rate).
-``d_i`` is always the *policy's* own decision: in OVERRIDE mode the served decision is
-DEFER (or the fallback's), and the policy's shadow decision is measured, so the monitor
-keeps measuring the policy.
-Observations lie in ``[0, C_max / (p_min · response_floor)]`` (the monitor's scale).
+``d_i`` is always the *policy's* own decision with its thresholds: in OVERRIDE mode the
+served decision is DEFER (or the fallback's), and the policy's shadow decision is measured,
+so the monitor keeps measuring the policy. Observations lie in
+``[0, C_max / (p_min · response_floor)]`` (the monitor's scale).
+
+**When people cannot keep up** (``review_capacity`` below a batch's review requests),
+positivity is kept, never traded: every automated decision keeps its audit propensity
+``≥ p_min``, and the batch's deferrals give way — the deferred decisions the policy is most
+confident about are served by the fallback policy (or, outside OVERRIDE, by the policy's
+own best action, as a lower threshold would) and recorded as automated with their true
+propensity, until the expected requests fit. What still does not fit waits in the review
+queue. Both are counted and audited (``review.overflow``), and the thresholds are retuned
+with a deferral budget that leaves room for the floor's audits:
+``(B − p_min) / (1 − p_min)`` with ``B = min(deferral_budget, capacity share)``.
 
 Without IPW (ablation ``ipw=False``) automated decisions are never reviewed, every
 decision records propensity 1, and the monitor sees the plain costs of labelled reviews.
@@ -40,19 +47,20 @@ import numpy as np
 
 from npo.domain import DEFER_CODE, KIND_ABSTAIN, KIND_LIKE, KIND_OVERRIDE, Feedback, ThresholdSet
 from npo.errors import ItemError, ValidationFailed
+from npo.estimation.stream import HorvitzThompsonStream, response_bins
 from npo.loop.config import LoopConfig
 from npo.loop.options import LoopOptions
-from npo.monitor import AbstentionMonitor, DisagreementMonitor, Monitor, TriggerState
+from npo.monitor import AbstentionMonitor, DisagreementMonitor, Monitor, MonitorStatus, TriggerState
 from npo.policy import OnlineSoftmaxRegression, Policy, ReviewSampler, SoftmaxLinearPolicy
 from npo.policy import decide as decide_codes
 from npo.policy.decide import ThresholdTable
 from npo.tuning import ThresholdTuner
-from npo.validation import PolicyValidator
+from npo.validation import AlphaSpending, PolicyValidator
 
 if TYPE_CHECKING:
     from npo.store.base import LabelledFeedback, Store
 
-__all__ = ["AlignmentLoop", "DecisionBatch", "LoopEvent", "make_monitor"]
+__all__ = ["AlignmentLoop", "DecisionBatch", "LoopEvent", "floor_aware_budget", "make_monitor"]
 
 _US_PER_DAY = 86_400 * 1_000_000
 _KIND_NAMES = ("like", "override", "abstain")
@@ -74,18 +82,22 @@ def default_learner(incumbent: Policy | None, n_actions: int, n_features: int) -
 
 
 def make_monitor(config: LoopConfig, options: LoopOptions) -> Monitor:
-    """The loss monitor chosen by ``options.monitor``, with the config's levels.
+    """The loss monitor chosen by ``options.monitor``, sized from the configuration.
 
     Scale (bound on one observation): ``C_max / (p_min · response_floor)`` with IPW,
-    ``C_max`` without.
+    ``C_max`` without. The default (``change_level``) raises triggers with e-detectors at
+    ``delta`` split over its two up-detectors, planned for ``monitor.horizon`` decisions,
+    and reports a band whose window resolves ``lambda`` (``monitor.window = "auto"``).
     """
     from npo.monitor import (
         ADWINMonitor,
+        ChangeLevelMonitor,
         ConfidenceSequenceMonitor,
         EDetectorMonitor,
         FixedWindowMonitor,
         NullMonitor,
         PageHinkleyMonitor,
+        band_window,
     )
 
     c_max = config.cost_matrix.c_max
@@ -93,21 +105,53 @@ def make_monitor(config: LoopConfig, options: LoopOptions) -> Monitor:
     lam, crit, delta = config.lambda_, config.lambda_crit, config.delta
     if crit >= scale:
         raise _bad("lambda_crit", f"must be below the observation bound {scale:g}")
-    window = config.monitor.window
+    mc = config.monitor
+    horizon = mc.horizon
+    window: int | None
+    if mc.window == "auto":
+        window = band_window(lam, scale, delta=delta, horizon=horizon, resolution=mc.resolution)
+    else:
+        window = mc.window  # type: ignore[assignment]
     kind = options.monitor
+    if options.monitor_params and kind not in ("adwin", "page_hinkley"):
+        raise _bad("monitor_params", f"only the River monitors take parameters, not {kind!r}")
+    if kind == "change_level":
+        return ChangeLevelMonitor(
+            lam, crit, scale=scale, delta=delta, horizon=horizon, window=window or horizon
+        )
     if kind == "cs":
         return ConfidenceSequenceMonitor(lam, crit, scale=scale, delta=delta, window=window)
     if kind == "edetector":
-        return EDetectorMonitor(lam, crit, scale=scale, alpha=delta)
+        return EDetectorMonitor(lam, crit, scale=scale, alpha=delta, horizon=horizon)
     if kind == "fixed_window":
         return FixedWindowMonitor(lam, crit, scale=scale, window=window or 1000, delta=delta)
-    if options.monitor_params and kind not in ("adwin", "page_hinkley"):
-        raise _bad("monitor_params", f"only the River monitors take parameters, not {kind!r}")
     if kind == "adwin":
         return ADWINMonitor(scale=scale, **options.monitor_params)
     if kind == "page_hinkley":
         return PageHinkleyMonitor(scale=scale, **options.monitor_params)
     return NullMonitor(scale=scale)
+
+
+def _rate_window(config: LoopConfig, tolerance: float) -> int | None:
+    """The recent window of a rate monitor (observations in [0, 1]): the configured one, or
+    with ``"auto"`` the smallest whose band resolves ``tolerance``."""
+    from npo.monitor import band_window
+
+    mc = config.monitor
+    if mc.window != "auto":
+        return mc.window  # type: ignore[return-value]
+    return band_window(
+        tolerance, 1.0, delta=config.delta, horizon=mc.horizon, resolution=mc.resolution
+    )
+
+
+def floor_aware_budget(capacity_share: float, p_min: float) -> float:
+    """The largest deferral rate ``D`` whose reviews fit a capacity of ``capacity_share``
+    reviews per decision together with the floor's audits: ``D + p_min (1 − D) ≤ share``,
+    i.e. ``D ≤ (share − p_min) / (1 − p_min)`` (0 when the audits alone fill it)."""
+    if p_min >= 1.0:
+        return 0.0
+    return float(min(1.0, max(0.0, (capacity_share - p_min) / (1.0 - p_min))))
 
 
 @dataclass(frozen=True)
@@ -158,7 +202,11 @@ class AlignmentLoop:
     policy serving in OVERRIDE mode instead of deferring everything; ``learner_factory``;
     ``options`` (:class:`LoopOptions`); ``seed`` of review sampling; ``flush_every`` — write
     to the store every this many :meth:`decide` calls (1 for a service; larger batches
-    for simulation; reads always flush first); ``tuner`` / ``validator`` overrides.
+    for simulation; reads always flush first); ``tuner`` / ``validator`` overrides;
+    ``validation_spending`` the alpha already spent on validation attempts (an
+    :class:`~npo.validation.AlphaSpending`, e.g. restored from its ``to_dict()``): every
+    attempt is validated at the next level of the spending sequence, so the chance of ever
+    promoting a candidate that is not better stays ``≤ delta`` over the loop's life.
     """
 
     def __init__(
@@ -177,6 +225,7 @@ class AlignmentLoop:
         tuner: ThresholdTuner | None = None,
         validator: PolicyValidator | None = None,
         trusted: tuple[str, ...] = (),
+        validation_spending: AlphaSpending | None = None,
     ) -> None:
         from npo.policy.base import load_policy
 
@@ -215,23 +264,38 @@ class AlignmentLoop:
         self.fallback = fallback
         self.learner_factory = learner_factory or default_learner
         self.monitor: Monitor = monitor or make_monitor(config, self.options)
+        abst = config.monitor.abstention_tolerance
         self.abstention_monitor = AbstentionMonitor(
-            config.monitor.abstention_tolerance,
-            min(0.999, 2 * config.monitor.abstention_tolerance),
-            delta=config.delta,
-            window=config.monitor.window,
+            abst, min(0.999, 2 * abst), delta=config.delta, window=_rate_window(config, abst)
         )
         dis = config.monitor.disagreement_tolerance
         self.disagreement_monitor = DisagreementMonitor(
-            dis, min(0.999, 2 * dis), delta=config.delta, window=config.monitor.window
+            dis, min(0.999, 2 * dis), delta=config.delta, window=_rate_window(config, dis)
         )
+        p_floor = config.p_min if self.options.ipw else 1.0
         self.tuner = tuner or ThresholdTuner(
-            per="global", deferral_budget=config.deferral_budget, delta=config.delta
+            per="global",
+            deferral_budget=floor_aware_budget(config.deferral_budget, p_floor)
+            if self.options.ipw
+            else config.deferral_budget,
+            delta=config.delta,
+            p_min=p_floor,
         )
         self.validator = validator or PolicyValidator(
-            margin=config.retrain.margin, delta=config.delta
+            margin=config.retrain.margin, delta=config.delta, p_min=p_floor
         )
+        self.validation_spending = validation_spending or AlphaSpending(self.validator.delta)
         self.sampler = ReviewSampler(p_min=config.p_min, seed=seed) if self.options.ipw else None
+        self._ht = HorvitzThompsonStream(
+            p_min=config.p_min,
+            response_floor=config.monitor.response_floor,
+            max_wait=config.monitor.feedback_wait,
+        )
+        self._capacity_share: float | None = None
+        self._overloaded = False
+        self._capacity_retune_due = False
+        self._capacity_retune_gen = -1
+        self._gen_start_us = 0
         self._rng = np.random.default_rng(seed)
         # state
         self.step = 0
@@ -249,7 +313,6 @@ class AlignmentLoop:
         self._n_label = 0
         self._n_abstain = 0
         self._n_label_at_trigger = 0
-        self._pending_zeros: list[np.ndarray] = []  # decision numbers of unreviewed ones
         self._seq = 0  # decisions made so far (their order)
         # decision id -> (served, shadow, propensity, top action, generation)
         self._decisions: dict[str, tuple[int, int, float, int, int]] = {}
@@ -269,8 +332,11 @@ class AlignmentLoop:
             "candidates": 0,
             "promotions": 0,
             "rejections": 0,
+            "held": 0,
             "retunes": 0,
             "overrides": 0,
+            "automated_for_capacity": 0,
+            "review_overflow": 0,
         }
         self.events: list[LoopEvent] = []
 
@@ -310,7 +376,8 @@ class AlignmentLoop:
 
     @property
     def response_rate(self) -> float:
-        """Estimated share of reviews that give a label (used to weight labelled reviews)."""
+        """Estimated share of reviews that give a label, over all reviews (the monitor's
+        stream estimates it per response bin: :class:`~npo.estimation.HorvitzThompsonStream`)."""
         r = (self._n_label + 1.0) / (self._n_label + self._n_abstain + 1.0)
         return max(self.config.monitor.response_floor, min(1.0, r))
 
@@ -340,9 +407,11 @@ class AlignmentLoop:
         """Score, decide and sample for review one batch of scenarios; store them.
 
         ``timestamps``: int64 microseconds since the epoch (default: now). ``review_capacity``:
-        reviews people can do for this batch; deferred decisions come first, and audit
-        requests beyond the rest are thinned uniformly, the recorded propensities saying so
-        (``p · min(1, cap / m)``, ``m`` the requests).
+        reviews people can do for this batch. Audits are never thinned: every automated
+        decision is sent for review with its propensity ``p ≥ p_min``; when deferrals and
+        audits exceed the capacity, the most confident deferrals are served by the fallback
+        (or the policy's own action) instead, and what still does not fit waits — counted,
+        and audited as ``review.overflow`` (module docstring).
         """
         x = np.asarray(X, dtype=np.float64)
         if x.ndim != 2:
@@ -387,15 +456,10 @@ class AlignmentLoop:
         else:
             review, prop = self.sampler.sample(scores, served)
             if review_capacity is not None:
-                auto = review & ~deferred
-                m = int(auto.sum())
-                cap = max(0, int(review_capacity) - int(deferred.sum()))
-                if m > cap:
-                    keep = self._rng.permutation(np.flatnonzero(auto))[:cap]
-                    review = deferred.copy()
-                    review[keep] = True
-                    ratio = cap / m
-                    prop = np.where(deferred, 1.0, np.maximum(prop * ratio, 1e-6))
+                served, review, prop = self._fit_capacity(
+                    x, scores, served, review, prop, int(review_capacity)
+                )
+                deferred = served == DEFER_CODE
         best = np.argmax(scores, axis=1)
         seq0 = self._seq
         self._seq += n
@@ -420,8 +484,9 @@ class AlignmentLoop:
         self.step += 1
         self._pending_steps += 1
         n_events = len(self.events)
-        if self.sampler is not None:  # unreviewed: Z = 0, fed with the next feedback batch
-            self._pending_zeros.append(seq0 + np.flatnonzero(~review))
+        if self.sampler is not None:  # the monitor's terms, released in decision order
+            top = scores[np.arange(n), best]
+            self._ht.add_decisions(prop, review, response_bins(top, shadow == DEFER_CODE))
         if self._pending_steps >= self.flush_every:
             self.flush()
         self._react()
@@ -439,6 +504,83 @@ class AlignmentLoop:
             override=self.override,
             events=tuple(self.events[n_events:]),
         )
+
+    def _fit_capacity(
+        self,
+        x: np.ndarray,
+        scores: np.ndarray,
+        served: np.ndarray,
+        review: np.ndarray,
+        prop: np.ndarray,
+        capacity: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keep a batch's review requests within ``capacity`` without touching positivity.
+
+        Audits keep their propensities. If deferrals plus audits exceed the capacity, the
+        deferred decisions the policy is most confident about (chosen from the scores
+        only, so independent of the review draws) are served by the fallback's best action,
+        or outside OVERRIDE by the policy's own (as a lower threshold would), each drawn for
+        review with its own propensity ``≥ p_min``, until the expected requests fit. The
+        rest waits in the queue. Counted; the start and end of an overload are audited.
+        """
+        assert self.sampler is not None
+        n = served.shape[0]
+        if n:
+            self._capacity_share = max(0, capacity) / n
+        deferred = served == DEFER_CODE
+        requests = int(review.sum())
+        if requests <= capacity:
+            if self._overloaded:
+                self._overloaded = False
+                self._emit("review.overflow.end", {"capacity": capacity, "requests": requests})
+            return served, review, prop
+        served, review, prop = served.copy(), review.copy(), prop.copy()
+        if self.fallback is not None:
+            target = np.argmax(self.fallback.predict_proba(x), axis=1).astype(served.dtype)
+            by = "fallback policy"
+        elif not self.override:
+            target = np.argmax(scores, axis=1).astype(served.dtype)
+            by = "policy's own action"
+        else:
+            target, by = None, "nobody: people decide in OVERRIDE"
+        converted = 0
+        if target is not None:
+            cand = np.flatnonzero(deferred)
+            order = cand[np.argsort(-scores[cand].max(axis=1), kind="stable")]
+            p_auto = self.sampler.propensity(scores[order], target[order])
+            kept = int(deferred.sum())
+            audits = float(prop[~deferred].sum())  # expected audits of automated ones
+            # convert the first k: (kept − k) + audits + Σ_{j<k} p_j ≤ capacity
+            need = kept + audits + np.concatenate([[0.0], np.cumsum(p_auto - 1.0)])
+            fits = np.flatnonzero(need <= capacity)
+            converted = int(fits[0]) if fits.size else len(order)
+            if converted:
+                idx = order[:converted]
+                served[idx] = target[idx]
+                prop[idx] = p_auto[:converted]
+                review[idx] = self.sampler.rng.random(converted) < prop[idx]
+        overflow = max(0, int(review.sum()) - capacity)
+        self.counts["automated_for_capacity"] += converted
+        self.counts["review_overflow"] += overflow
+        if not self._overloaded:
+            self._overloaded = True
+            self._emit(
+                "review.overflow",
+                {
+                    "why": "deferrals plus the exploration floor's audits exceed the review "
+                    "capacity; audits keep p >= p_min",
+                    "capacity": capacity,
+                    "requests": requests,
+                    "deferred": int(deferred.sum()),
+                    "served_instead": converted,
+                    "served_by": by,
+                    "waiting": overflow,
+                    "p_min": self.config.p_min,
+                },
+            )
+        if self.options.tune_thresholds and converted:
+            self._capacity_retune_due = True
+        return served, review, prop
 
     # ------------------------------------------------------------------ feedback
     def receive_records(self, feedback: Sequence[Feedback]) -> list[LoopEvent]:
@@ -510,16 +652,10 @@ class AlignmentLoop:
             rids = [rids[i] for i in idx]
             kind, lab, ts = kind[idx], lab[idx], ts[idx]
             obs, seq = self._measure(dids, fids, rids, kind, lab, ts)
-        zeros = self._pending_zeros
-        self._pending_zeros = []
-        if zeros or obs.size:
-            # in decision order: each term at its decision's position (terms of decisions
-            # older than the unreviewed ones pending come first), so that the order in
-            # which values reach the monitor does not depend on the values
-            z = np.concatenate(zeros) if zeros else np.empty(0, dtype=np.int64)
-            allseq = np.concatenate([z, seq])
-            vals = np.concatenate([np.zeros(z.size), obs])
-            self._observe(vals[np.argsort(allseq, kind="stable")])
+        if self.sampler is not None:
+            obs = self._ht.release()
+        if obs.size:
+            self._observe(obs[np.argsort(seq, kind="stable")] if seq.size else obs)
         self._react()
         return self.events[n_events:]
 
@@ -551,7 +687,6 @@ class AlignmentLoop:
         info = info.reshape(n, 6)
         served = info[:, 0].astype(np.int64)
         shadow = info[:, 1].astype(np.int64)
-        p = info[:, 2]
         best = info[:, 3].astype(np.int64)
         gen = info[:, 4].astype(np.int64)
         order = info[:, 5].astype(np.int64)
@@ -593,16 +728,15 @@ class AlignmentLoop:
         n_abst, n_lbl = int(abst.sum()), int(lbl.sum())
         if n_abst + n_lbl:
             self._observe_abstention(np.where(k[cur] == KIND_ABSTAIN, 1.0, 0.0))
-        r_hat = self.response_rate
         self._n_abstain += n_abst
         self._n_label += n_lbl
         self.counts["abstained"] += n_abst
         self.counts["labelled"] += n_lbl
-        cost = self._c[shadow[lbl], y[lbl]]
-        if self.sampler is None:
-            return cost, order[lbl]
-        vals = np.where(lbl, self._c[shadow, np.maximum(y, 0)] / (p * r_hat), 0.0)
-        return vals[cur], order[cur]
+        if self.sampler is None:  # no IPW: the plain costs of labelled reviews
+            return self._c[shadow[lbl], y[lbl]], order[lbl]
+        # the stream releases the terms in decision order (module docstring)
+        self._ht.add_feedback(order[cur], lbl[cur], self._c[shadow, np.maximum(y, 0)][cur])
+        return np.empty(0), np.empty(0, dtype=np.int64)
 
     # ------------------------------------------------------------------ storage
     def flush(self) -> None:
@@ -682,8 +816,9 @@ class AlignmentLoop:
 
     # ------------------------------------------------------------------ monitoring
     def _observe(self, obs: np.ndarray) -> None:
-        scale = float(getattr(self.monitor, "scale", np.inf))
-        self.monitor.update(np.minimum(obs, scale))
+        # no clipping: the terms are bounded by construction (p >= p_min, r̂ clipped in the
+        # stream), so a term above the monitor's scale is a bug the monitor must reject
+        self.monitor.update(obs)
 
     def _observe_abstention(self, x: np.ndarray) -> None:
         self.abstention_monitor.update(x)
@@ -733,7 +868,8 @@ class AlignmentLoop:
                     "lambda_crit": self.config.lambda_crit,
                     "policy": self.policy.version,
                     "thresholds": self.table.version,
-                    "evidence": _status(self.monitor),
+                    "evidence": _fired(self.monitor),
+                    "now": _status(self.monitor),
                 },
             )
             if st >= TriggerState.RETRAIN and self._state < TriggerState.RETRAIN:
@@ -747,15 +883,17 @@ class AlignmentLoop:
             self._emit(
                 "override.start",
                 {
-                    "why": "lower confidence bound above lambda_crit",
+                    "why": "evidence that the loss is above lambda_crit",
                     "serving": "fallback policy" if self.fallback is not None else "people",
-                    "evidence": _status(self.monitor),
+                    "evidence": _fired(self.monitor),
                 },
             )
         if st >= TriggerState.RETRAIN:
             self._maybe_retrain()
         elif self._scheduled_due():
             self._maybe_retrain(scheduled=True)
+        if self._capacity_retune_due:
+            self._retune_for_capacity()
         if self.override and self._fixed_in_override and self._cleared():
             self.override = False
             self._emit(
@@ -862,10 +1000,12 @@ class AlignmentLoop:
                 "cutoff": since_iso(cutoff),
             },
         )
+        # alpha spending across attempts: P(ever promoting a worse candidate) <= delta
+        level = self.validation_spending.spend()
         run = validate(
             self.store,
             version,
-            self.validator,
+            _at_level(self.validator, level),
             self.cost,
             incumbent=self.policy.version,
             since=_dt(cutoff),
@@ -882,13 +1022,17 @@ class AlignmentLoop:
                 "diff": verdict.diff,
                 "diff_upper": verdict.diff_upper,
                 "n": verdict.n,
+                "delta": verdict.delta,
+                "guarantee": verdict.guarantee,
+                "alpha_spending": self.validation_spending.to_dict(),
             },
             audit=False,  # registry.validate audited the full verdict
         )
         if not verdict.passed:
-            self.counts["rejections"] += 1
+            held = verdict.outcome == "hold"
+            self.counts["held" if held else "rejections"] += 1
             self._emit(
-                "rejected",
+                "held" if held else "rejected",
                 {
                     "candidate": version,
                     "outcome": verdict.outcome,
@@ -914,16 +1058,24 @@ class AlignmentLoop:
     def _retune(self, policy: Policy, lab: LabelledFeedback, X: np.ndarray, *, reason: str) -> None:
         from npo.policy.registry import apply_thresholds
 
-        if not self.options.tune_thresholds:
+        if not self.options.tune_thresholds or len(lab) == 0:
             return
         scores = policy.predict_proba(X)
-        result = self.tuner.fit(
+        n_total = None
+        if self.tuner.objective == "risk":  # the Horvitz–Thompson denominator
+            t = lab.decision_time
+            n_total = max(
+                len(lab),
+                len(self.store.decisions(since=_dt(int(t.min())), until=_dt(int(t.max()) + 1))),
+            )
+        result = self._tuner_now().fit(
             scores,
             lab.label,
             lab.propensity,
             self.cost,
             segments=lab.segment,
             segment_names=lab.segments,
+            n_total=n_total,
         )
         version = f"t{self.counts['retunes'] + 2}-{policy.version}"
         ts = apply_thresholds(self.store, result, version, note=reason)
@@ -937,14 +1089,53 @@ class AlignmentLoop:
                 "global": ts.global_,
                 "estimated_loss": result.loss,
                 "deferral_rate": result.deferral_rate,
+                "deferral_budget": self._tuner_now().deferral_budget,
+                "certified": result.certified,
+                "notes": list(result.notes),
             },
             audit=False,  # apply_thresholds audited thresholds.activated with the evidence
         )
+
+    def _tuner_now(self) -> ThresholdTuner:
+        """The tuner with a deferral budget that fits the review capacity seen so far
+        together with the floor's audits (:func:`floor_aware_budget`)."""
+        t = self.tuner
+        if (
+            self._capacity_share is None
+            or self.sampler is None
+            or t.deferral_budget is None
+            or not hasattr(t, "get_params")
+        ):
+            return t
+        budget = min(t.deferral_budget, floor_aware_budget(self._capacity_share, self.config.p_min))
+        if budget >= t.deferral_budget:
+            return t
+        return type(t)(**{**t.get_params(), "deferral_budget": budget})
+
+    def _retune_for_capacity(self) -> None:
+        """Deferrals had to give way to the review capacity: retune the thresholds (once per
+        serving rule) on the feedback since that rule started, with the capacity-aware
+        budget, when enough labelled feedback exists."""
+        self._capacity_retune_due = False
+        if self._capacity_retune_gen == self._gen or not self.options.tune_thresholds:
+            return
+        if self._n_label < self.config.retrain.min_feedback:
+            return
+        self.flush()
+        lab = self.store.labelled(since=_dt(self._gen_start_us), with_features=True)
+        lab, X = _usable(lab)
+        if len(lab) < self.config.retrain.min_feedback:
+            return
+        self._capacity_retune_gen = self._gen + 1  # the retune starts a new generation
+        self._retune(self.policy, lab, X, reason="deferrals exceeded the review capacity")
+        self._after_fix()
 
     def _after_fix(self) -> None:
         """A new policy or thresholds serve: the old evidence is about another rule."""
         self.monitor.reset()
         self._gen += 1
+        self._gen_start_us = self._now_us
+        self._ht.restart(self._seq)
         self._state = self.monitor.state
         self._retrain_since_us = None
         if self.override:
@@ -967,9 +1158,22 @@ class AlignmentLoop:
 
 
 # ---------------------------------------------------------------------- helpers
-def _status(monitor: Monitor) -> dict[str, Any]:
-    d = monitor.status.to_dict()
+def _status(monitor: Monitor, status: MonitorStatus | None = None) -> dict[str, Any]:
+    d = (status or monitor.status).to_dict()
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _fired(monitor: Monitor) -> dict[str, Any]:
+    """The evidence of the last change of state (the snapshot taken when it happened, where
+    the monitor keeps one: a batch may move the bounds again before it ends)."""
+    return _status(monitor, getattr(monitor, "transition", None))
+
+
+def _at_level(validator: PolicyValidator, delta: float) -> PolicyValidator:
+    """A copy of ``validator`` testing at level ``delta`` (one attempt's share of alpha)."""
+    if not hasattr(validator, "get_params"):
+        return validator
+    return type(validator)(**{**validator.get_params(), "delta": delta})
 
 
 def _dt(us: int) -> datetime:

@@ -3,7 +3,10 @@
 Every monitor follows :class:`Monitor`: ``update(x) -> states``, ``state``, ``status``,
 ``reset()``. Implementations:
 
-- :class:`ConfidenceSequenceMonitor` -- the default: time-uniform CS with tolerance,
+- :class:`ChangeLevelMonitor` -- the loop's default: e-detectors raise RETRAIN / OVERRIDE
+  (any false trigger <= delta, over the whole stream), a recent confidence sequence sized
+  from the configuration gives the level band and the clear condition;
+- :class:`ConfidenceSequenceMonitor` -- a level monitor on a time-uniform CS with tolerance,
   critical level and hysteresis (false alarms <= delta under continuous monitoring);
 - :class:`EDetectorMonitor` -- change detection with mixture Shiryaev-Roberts e-detectors
   (false alarm <= alpha within a horizon, delay close to an oracle CUSUM);
@@ -17,6 +20,7 @@ Every monitor follows :class:`Monitor`: ``update(x) -> states``, ``state``, ``st
 
 from npo.monitor.base import Monitor, MonitorStatus, TriggerState, hysteresis_states
 from npo.monitor.baselines import CUSUMMonitor, FixedWindowMonitor, NullMonitor
+from npo.monitor.change_level import ChangeLevelMonitor, band_window
 from npo.monitor.cs_monitor import (
     AbstentionMonitor,
     ConfidenceSequenceMonitor,
@@ -39,6 +43,7 @@ __all__ = [
     "ADWINMonitor",
     "AbstentionMonitor",
     "CUSUMMonitor",
+    "ChangeLevelMonitor",
     "ConfidenceSequenceMonitor",
     "DisagreementMonitor",
     "EDetectorMonitor",
@@ -52,6 +57,7 @@ __all__ = [
     "PageHinkleyMonitor",
     "ThresholdFidelity",
     "TriggerState",
+    "band_window",
     "calibrate_to_false_alarm",
     "default_levels",
     "disagreement_terms",

@@ -30,7 +30,9 @@ __all__ = [
     "MonitorStatus",
     "TriggerState",
     "as_observations",
+    "band_status",
     "check_level",
+    "check_levels",
     "hysteresis_states",
 ]
 
@@ -117,6 +119,53 @@ def check_level(name: str, value: float, *, low: float = 0.0, high: float = floa
             what="parameter",
         )
     return v
+
+
+def check_levels(
+    tolerance: float, critical: float | None, scale: float
+) -> tuple[float, float, float]:
+    """Validated ``(scale, tolerance, critical)`` of a loss monitor: ``0 < tolerance <
+    critical < scale``; ``critical`` defaults to ``min(2 tolerance, (tolerance + scale)/2)``."""
+    s = check_level("scale", scale)
+    tol = check_level("tolerance", tolerance, high=s)
+    crit = (
+        min(2 * tol, 0.5 * (tol + s))
+        if critical is None
+        else check_level("critical", critical, low=tol, high=s)
+    )
+    return s, tol, crit
+
+
+def band_status(
+    state: TriggerState,
+    n: int,
+    estimate: float,
+    lower: float,
+    upper: float,
+    tolerance: float,
+    delta: float,
+    evidence: Mapping[str, float | int | str | bool],
+) -> MonitorStatus:
+    """The status of a monitor with a confidence band (loss units), with the
+    threshold-fidelity bound ``delta + 1[tolerance in band]`` (vacuous when it reaches 1)."""
+    eps = (estimate - lower) if estimate >= tolerance else (upper - estimate)
+    ambiguous = bool(lower <= tolerance <= upper)
+    return MonitorStatus(
+        state=state,
+        n=n,
+        estimate=estimate,
+        lower=lower,
+        upper=upper,
+        tolerance=tolerance,
+        margin=abs(estimate - tolerance),
+        epsilon=eps,
+        in_ambiguity_zone=ambiguous,
+        evidence={
+            **evidence,
+            "fidelity_bound": delta + float(ambiguous),
+            "fidelity_vacuous": delta + float(ambiguous) >= 1.0,  # no guarantee at all
+        },
+    )
 
 
 def as_observations(

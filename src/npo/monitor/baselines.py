@@ -11,6 +11,7 @@ from npo.monitor.base import (
     TriggerState,
     as_observations,
     check_level,
+    check_levels,
     hysteresis_states,
 )
 
@@ -65,13 +66,7 @@ class FixedWindowMonitor:
         delta: float = 0.05,
         min_samples: int = 30,
     ) -> None:
-        self.scale = check_level("scale", scale)
-        self.tolerance = check_level("tolerance", tolerance, high=self.scale)
-        self.critical = (
-            min(2 * self.tolerance, 0.5 * (self.tolerance + self.scale))
-            if critical is None
-            else check_level("critical", critical, low=self.tolerance, high=self.scale)
-        )
+        self.scale, self.tolerance, self.critical = check_levels(tolerance, critical, scale)
         self.window = int(check_level("window", window, low=1))
         self.delta = check_level("delta", delta, high=1.0)
         self.min_samples = int(check_level("min_samples", min_samples, low=1))
@@ -150,9 +145,12 @@ class FixedWindowMonitor:
 class CUSUMMonitor:
     """Page's CUSUM that knows both levels: the oracle peer for detection delay.
 
-    ``W_t = max(0, W_{t-1} + log LR(x_t))`` with the Bernoulli likelihood ratio of
-    ``post_change`` against ``pre_change`` (valid e-value form for ``x`` in ``[0, 1]`` by
-    convexity); RETRAIN once ``W_t >= threshold``, held until :meth:`reset`. It needs the
+    ``W_t = max(0, W_{t-1} + log LR(x_t))`` with the likelihood ratio of ``post_change``
+    against ``pre_change`` in the linear form ``1 + lambda (x - p0)``,
+    ``lambda = (p1 - p0) / (p0 (1 - p0))`` (exactly the Bernoulli likelihood ratio on 0/1
+    data; the same e-value family as :class:`~npo.monitor.EDetectorMonitor`, so a delay
+    ratio between the two measures the price of not knowing ``p1``); RETRAIN once
+    ``W_t >= threshold``, held until :meth:`reset`. It needs the
     post-change level, which a real monitor does not know, and its threshold has no
     distribution-free false-alarm guarantee: calibrate it by simulation.
     """
@@ -165,8 +163,8 @@ class CUSUMMonitor:
         p1 = check_level("post_change", post_change / self.scale, low=p0, high=1.0)
         self.pre_change, self.post_change = pre_change, post_change
         self.threshold = check_level("threshold", threshold)
-        self._a = float(np.log(p1 * (1 - p0) / (p0 * (1 - p1))))
-        self._b = float(np.log((1 - p1) / (1 - p0)))
+        self._p0 = p0
+        self._lam = float((p1 - p0) / (p0 * (1 - p0)))
         self.reset()
 
     def reset(self) -> None:
@@ -180,7 +178,7 @@ class CUSUMMonitor:
 
     def statistic_path(self, x: np.ndarray, w0: float | np.ndarray = 0.0) -> np.ndarray:
         """CUSUM after each observation of ``x`` (``(..., n)``, scaled to [0, 1]), from ``w0``."""
-        s = np.cumsum(self._a * np.asarray(x, float) + self._b, axis=-1)
+        s = np.cumsum(np.log1p(self._lam * (np.asarray(x, float) - self._p0)), axis=-1)
         floor = np.minimum(np.minimum.accumulate(s, axis=-1), -np.asarray(w0)[..., None])
         return s - floor
 

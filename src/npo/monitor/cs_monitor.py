@@ -1,4 +1,6 @@
-"""The default monitor: a time-uniform confidence sequence over the alignment loss.
+"""A level monitor on a time-uniform confidence sequence over the alignment loss (the loop's
+default is :class:`~npo.monitor.ChangeLevelMonitor`, which raises its triggers with
+e-detectors and uses a confidence sequence for its band and its clear condition).
 
 With tolerance ``lambda`` and critical level ``lambda_crit > lambda`` (loss units) and a
 ``(1 - delta)`` confidence sequence ``[l_t, u_t]`` for the mean of the observations
@@ -28,7 +30,7 @@ sees them divided by ``scale``, bounds are reported in loss units.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +41,9 @@ from npo.monitor.base import (
     MonitorStatus,
     TriggerState,
     as_observations,
+    band_status,
     check_level,
+    check_levels,
     hysteresis_states,
 )
 
@@ -102,13 +106,7 @@ class ConfidenceSequenceMonitor:
         window: int | None = 2000,
         cs: Any | Callable[[float], Any] | None = None,
     ) -> None:
-        self.scale = check_level("scale", scale)
-        self.tolerance = check_level("tolerance", tolerance, high=self.scale)
-        self.critical = (
-            min(2 * self.tolerance, 0.5 * (self.tolerance + self.scale))
-            if critical is None
-            else check_level("critical", critical, low=self.tolerance, high=self.scale)
-        )
+        self.scale, self.tolerance, self.critical = check_levels(tolerance, critical, scale)
         self.delta = check_level("delta", delta, high=1.0)
         self.window = None if window is None else int(check_level("window", window, low=1))
         self.cs = _make_cs(cs, self.delta, self.window)
@@ -120,6 +118,14 @@ class ConfidenceSequenceMonitor:
         self.cs.reset()
         self._state = TriggerState.OK
         self._last = (float("nan"), 0.0, 1.0)  # no data: the CS is all of [0, scale]
+        self._n_seen = 0
+        self._transition: MonitorStatus | None = None
+
+    @property
+    def transition(self) -> MonitorStatus | None:
+        """The status at the last change of state: the bounds that crossed the level (a
+        batch may move them back before its end; :attr:`status` is the end of the batch)."""
+        return self._transition
 
     @property
     def state(self) -> TriggerState:
@@ -140,6 +146,18 @@ class ConfidenceSequenceMonitor:
             self.critical / s,
             self._state,
         )
+        prev = np.concatenate([[self._state], states[:-1]])
+        changed = np.flatnonzero(states != prev)
+        if changed.size:
+            i = int(changed[-1])
+            before = TriggerState(int(prev[i]))
+            self._state = TriggerState(int(states[i]))
+            self._last = (float(b.estimate[i]), float(b.lower[i]), float(b.upper[i]))
+            snap = self.status  # the bounds as they were at that observation
+            self._transition = replace(
+                snap, n=self._n_seen + i + 1, evidence={**snap.evidence, "from": before.name}
+            )
+        self._n_seen += obs.size
         self._state = TriggerState(int(states[-1]))
         self._last = (float(b.estimate[-1]), float(b.lower[-1]), float(b.upper[-1]))
         return MonitorTrace(
@@ -153,28 +171,22 @@ class ConfidenceSequenceMonitor:
     @property
     def status(self) -> MonitorStatus:
         s = self.scale
-        n = int(self.cs.n)
         est, lo, hi = (v * s for v in self._last)
-        tol = self.tolerance
-        eps = (est - lo) if est >= tol else (hi - est)
-        return MonitorStatus(
-            state=self._state,
-            n=n,
-            estimate=est,
-            lower=lo,
-            upper=hi,
-            tolerance=tol,
-            margin=abs(est - tol),
-            epsilon=eps,
-            in_ambiguity_zone=bool(lo <= tol <= hi),
-            evidence={
+        return band_status(
+            self._state,
+            int(self.cs.n),
+            est,
+            lo,
+            hi,
+            self.tolerance,
+            self.delta,
+            {
                 "monitor": self.name,
                 "confidence_sequence": type(self.cs).__name__,
                 "window": self.window if self.window is not None else "since reset",
                 "delta": self.delta,
                 "critical": self.critical,
                 "scale": s,
-                "fidelity_bound": self.delta + float(lo <= tol <= hi),
             },
         )
 

@@ -2,14 +2,18 @@
 
 Math (Shin, Ramdas & Rinaldo, "E-detectors"). Observations ``x_t`` in ``[0, 1]`` with
 conditional mean ``mu_t``. For a reference level ``m`` and post-change levels ``q_j``
-(weights ``w_j``, summing to 1) the per-step likelihood ratio is the Bernoulli one,
+(weights ``w_j``, summing to 1) the per-step likelihood ratio is the *linear* (betting)
+extension of the Bernoulli one,
 
-    LR_j(x) = (q_j / m)^x ((1 - q_j) / (1 - m))^(1 - x),
+    LR_j(x) = 1 + lambda_j (x - m),   lambda_j = (q_j - m) / (m (1 - m)),
 
-used for *any* ``x`` in ``[0, 1]`` (not only 0/1): ``LR_j`` is convex in ``x``, so
-``LR_j(x) <= (1 - x) LR_j(0) + x LR_j(1)`` and ``E[LR_j | past] <= 1`` whenever
-``mu_t <= m`` (for ``q_j > m``; symmetrically ``mu_t >= m`` for ``q_j < m``). Each
-``LR_j`` is therefore an e-value for the null, and no Bernoulli assumption is needed.
+equal to ``q_j / m`` at ``x = 1`` and ``(1 - q_j) / (1 - m)`` at ``x = 0`` (so exactly the
+Bernoulli likelihood ratio on 0/1 data) and positive on ``[0, 1]``. ``E[LR_j | past] =
+1 + lambda_j (mu_t - m) <= 1`` whenever ``mu_t <= m`` (for ``q_j > m``; symmetrically
+``mu_t >= m`` for ``q_j < m``): each ``LR_j`` is an e-value for the null, with no
+Bernoulli assumption, and — unlike the exponential form ``(q/m)^x ((1-q)/(1-m))^(1-x)``,
+which lies below this chord — it loses nothing on values strictly inside ``(0, 1)`` such
+as Horvitz–Thompson terms ``C / (p · scale)``.
 
 The Shiryaev-Roberts statistic per level is ``R_t = LR_t (1 + R_{t-1})`` (``R_0 = 0``),
 i.e. the sum over start times ``s`` of the e-processes ``prod_{s..t} LR``; the detector is
@@ -17,6 +21,14 @@ the mixture ``M_t = sum_j w_j R^j_t``. Under the null ``E[M_t | past] <= M_{t-1}
 ``M_t + H - t`` is a nonnegative supermartingale on ``t <= H`` started at ``H``; by Ville's
 inequality the alarm ``M_t >= H / alpha`` has probability ``<= alpha`` of ever sounding in
 the first ``H`` steps (and the average run length to a false alarm is ``>= H / alpha``).
+
+**Beyond the planned horizon (anytime-valid).** ``H`` is the *planned* number of
+observations, not a limit: epoch ``k = ceil(t / H)`` uses the threshold
+``k H / alpha_k`` with ``alpha_1 = 0.9 alpha`` and ``alpha_k = 0.1 alpha / (k (k - 1))``
+for ``k >= 2`` (``sum_k alpha_k = alpha``). Ville's inequality on ``M_t + k H - t`` over
+``t <= k H`` bounds the chance of a false alarm in epoch ``k`` by ``alpha_k``, so the chance
+of *any* false alarm, ever, is ``<= alpha``; within the planned horizon the price is
+``log(1/0.9) = 0.1`` nats of evidence.
 No knowledge of the post-change level is needed; the mixture costs only ``log(1/w_j)``
 nats of evidence against a CUSUM that knows it.
 
@@ -33,13 +45,31 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from npo.errors import ItemError, ValidationFailed
-from npo.monitor.base import MonitorStatus, TriggerState, as_observations, check_level
+from npo.monitor.base import (
+    MonitorStatus,
+    TriggerState,
+    as_observations,
+    check_level,
+    check_levels,
+)
 
 __all__ = ["EDetectorMonitor", "MixtureSRDetector", "default_levels"]
 
 _CHUNK = 1 << 15
 _DEFAULT_ODDS_RATIOS = 2.0 ** np.linspace(0.5, 2.5, 9)
 _Q_MAX = 1.0 - 1e-6
+FIRST_EPOCH_SHARE = 0.9
+"""Share of ``alpha`` spent within the planned horizon (the rest guards every later epoch)."""
+
+
+def epoch_log_threshold(t: np.ndarray | int, horizon: int, alpha: float) -> np.ndarray:
+    """``log(k H / alpha_k)`` for observation counts ``t`` (1-based since the detector's start;
+    ``k = ceil(t / H)``; module docstring)."""
+    k = np.maximum(1, -(-np.asarray(t, dtype=np.int64) // int(horizon))).astype(np.float64)
+    share = np.where(
+        k == 1, FIRST_EPOCH_SHARE, (1.0 - FIRST_EPOCH_SHARE) / (k * np.maximum(k - 1.0, 1.0))
+    )
+    return np.log(k * float(horizon) / (float(alpha) * share))
 
 
 def _odds(p: np.ndarray | float) -> np.ndarray:
@@ -62,9 +92,11 @@ class MixtureSRDetector:
     """One-sided mixture Shiryaev-Roberts e-detector on observations in ``[0, 1]``.
 
     ``direction="up"`` tests the null ``mean <= reference`` against levels ``q_j > reference``;
-    ``"down"`` tests ``mean >= reference`` against ``q_j < reference``. ``alpha`` and
-    ``horizon`` set the alarm threshold ``horizon / alpha`` (probability of any false alarm
-    within ``horizon`` steps after a reset is ``<= alpha``). State is ``log R_j`` per level.
+    ``"down"`` tests ``mean >= reference`` against ``q_j < reference``. ``alpha`` and the
+    planned ``horizon`` set the alarm thresholds (module docstring: the probability of any
+    false alarm after a reset, however long the stream, is ``<= alpha``; within the first
+    ``horizon`` observations the threshold is ``horizon / (0.9 alpha)``). State is
+    ``log R_j`` per level.
     """
 
     def __init__(
@@ -110,13 +142,20 @@ class MixtureSRDetector:
         self.levels = q
         self.weights = w / w.sum()
         m = self.reference
-        self._a = np.log(q * (1.0 - m) / (m * (1.0 - q)))  # log LR = a x + b
-        self._b = np.log((1.0 - q) / (1.0 - m))
+        self._lam = (q - m) / (m * (1.0 - m))  # LR = 1 + lam (x - m)
         self._log_w = np.log(self.weights)
-        step = float(np.max(np.maximum(np.abs(self._b), np.abs(self._a + self._b))))
+        step = float(np.max(np.abs(np.log([q / m, (1.0 - q) / (1.0 - m)]))))
         self._block = int(np.clip(2 ** np.floor(np.log2(350.0 / step)), 1, 64))
-        self.log_threshold = float(np.log(self.horizon / self.alpha))
         self.reset()
+
+    @property
+    def log_threshold(self) -> float:
+        """The alarm threshold (log) for the next observation."""
+        return float(epoch_log_threshold(self.n + 1, self.horizon, self.alpha))
+
+    def thresholds(self, n: int) -> np.ndarray:
+        """Log thresholds for the next ``n`` observations."""
+        return epoch_log_threshold(self.n + np.arange(1, n + 1), self.horizon, self.alpha)
 
     def reset(self) -> None:
         """Forget all evidence (``R_j = 0``)."""
@@ -147,10 +186,14 @@ class MixtureSRDetector:
             x = np.concatenate([x, np.zeros((*x.shape[:-1], nb * bsz - n))], axis=-1)
         lead = x.shape[:-1]
         nlev = self.levels.size
-        cx = np.cumsum(x, axis=-1)[..., None, :]
-        t = np.arange(1, nb * bsz + 1, dtype=np.float64)
-        s = self._a[:, None] * cx
-        s += self._b[:, None] * t  # S_t, (..., J, n)
+        # log LR per observation and level; zeros (most of a sparse loss stream) share one
+        s = np.empty((*lead, nlev, x.shape[-1]))
+        s[...] = np.log1p(-self._lam * self.reference)[:, None]
+        nz = x != 0.0
+        if nz.any():
+            by_obs = np.moveaxis(s, -2, -1)  # (..., n, J) view
+            by_obs[nz] = np.log1p(self._lam * (x[nz][:, None] - self.reference))
+        np.cumsum(s, axis=-1, out=s)  # S_t, (..., J, n)
         s3 = s.reshape((*lead, nlev, nb, bsz))
         base = np.zeros((*lead, nlev, nb))
         base[..., 1:] = s3[..., :-1, -1]
@@ -190,11 +233,12 @@ class MixtureSRDetector:
         Only columns whose best level could reach the threshold are mixed exactly.
         """
         paths = self.log_paths(x)
+        thr = self.thresholds(paths.shape[-1])
         z_max = (self._log_w[:, None] + paths).max(axis=0)
-        cand = np.flatnonzero(z_max >= self.log_threshold - np.log(self.levels.size))
+        cand = np.flatnonzero(z_max >= thr - np.log(self.levels.size))
         if cand.size:
             mix = self.mixture(paths[:, cand])
-            hit = np.flatnonzero(mix >= self.log_threshold)
+            hit = np.flatnonzero(mix >= thr[cand])
             if hit.size:
                 return int(cand[hit[0]]), paths
         return -1, paths
@@ -229,13 +273,17 @@ class EDetectorMonitor:
       to OK and the up-detectors restart. On entering OVERRIDE a down-detector at
       ``critical`` starts; when it fires the state steps down to RETRAIN.
 
-    Guarantees (each from a reset or the start of the relevant detector, within ``horizon``
-    steps, by Ville's inequality as in the module docstring): if the mean stays
-    ``<= tolerance`` the probability of any RETRAIN is ``<= alpha``; if it stays
-    ``<= critical``, of any OVERRIDE ``<= alpha``; if it stays ``>= tolerance`` after an
-    alarm, of a wrong clearing ``<= alpha``. Detection delay after a change to level ``q``
-    is about ``(log(horizon/alpha) + log(1/w)) / KL(q || tolerance)``.
+    Guarantees (from a reset, over the whole stream; ``horizon`` is the planned length where
+    the detectors are most sensitive, see the module docstring). ``alpha`` is split between
+    the two up-detectors (``alpha / 2`` each), because both can raise a false alarm when the
+    mean stays ``<= tolerance``: the probability of any RETRAIN or OVERRIDE is then
+    ``<= alpha``; of any OVERRIDE while the mean stays ``<= critical``, ``<= alpha / 2``.
+    Each down-detector runs at ``alpha``: the chance of a wrong clearing (the mean stays above
+    the level) is ``<= alpha`` per alarm. Detection delay after a change to level ``q`` is
+    about ``(log(horizon / (0.45 alpha)) + log(1/w)) / KL(q || tolerance)``.
     """
+
+    name = "e-detector (mixture Shiryaev-Roberts)"
 
     def __init__(
         self,
@@ -244,24 +292,21 @@ class EDetectorMonitor:
         *,
         scale: float = 1.0,
         alpha: float = 0.05,
-        horizon: int = 10_000,
+        horizon: int = 100_000,
         levels: Sequence[float] | None = None,
         weights: Sequence[float] | None = None,
     ) -> None:
-        self.scale = check_level("scale", scale)
-        self.tolerance = check_level("tolerance", tolerance, high=self.scale)
-        crit = min(2.0 * self.tolerance, 0.5 * (self.tolerance + self.scale))
-        self.critical = crit if critical is None else float(critical)
-        check_level("critical", self.critical, low=self.tolerance, high=self.scale)
+        self.scale, self.tolerance, self.critical = check_levels(tolerance, critical, scale)
         self.alpha = check_level("alpha", alpha, high=1.0)
         self.horizon = int(check_level("horizon", horizon))
         m, mc = self.tolerance / self.scale, self.critical / self.scale
         up_levels = None if levels is None else np.asarray(levels, float) / self.scale
-        kw = {"alpha": self.alpha, "horizon": self.horizon}
-        self._up = MixtureSRDetector(m, levels=up_levels, weights=weights, **kw)
-        self._up_crit = MixtureSRDetector(mc, **kw)
-        self._down = MixtureSRDetector(m, direction="down", **kw)
-        self._down_crit = MixtureSRDetector(mc, direction="down", **kw)
+        up = {"alpha": self.alpha / 2.0, "horizon": self.horizon}
+        down = {"alpha": self.alpha, "horizon": self.horizon}
+        self._up = MixtureSRDetector(m, levels=up_levels, weights=weights, **up)
+        self._up_crit = MixtureSRDetector(mc, **up)
+        self._down = MixtureSRDetector(m, direction="down", **down)
+        self._down_crit = MixtureSRDetector(mc, direction="down", **down)
         self.reset()
 
     def reset(self) -> None:
@@ -272,10 +317,16 @@ class EDetectorMonitor:
         self._n = 0
         self._sum = 0.0
         self._alarms = 0
+        self._transition: MonitorStatus | None = None
 
     @property
     def state(self) -> TriggerState:
         return self._state
+
+    @property
+    def transition(self) -> MonitorStatus | None:
+        """The status right after the last change of state (the evidence that caused it)."""
+        return self._transition
 
     def _active(self) -> list[MixtureSRDetector]:
         if self._state == TriggerState.OK:
@@ -313,8 +364,6 @@ class EDetectorMonitor:
         """Consume observations in ``[0, scale]``; return the state after each (``int8``)."""
         obs = as_observations(x, scale=self.scale)
         out = np.empty(obs.size, dtype=np.int8)
-        self._n += obs.size
-        self._sum += float(obs.sum())
         pos = 0
         while pos < obs.size:
             part = obs[pos : pos + _CHUNK]
@@ -325,16 +374,53 @@ class EDetectorMonitor:
                 for d, (_, paths) in zip(active, scans, strict=True):
                     d.commit(paths, part.size - 1)
                 out[pos : pos + part.size] = self._state
+                self._n += part.size
+                self._sum += float(part.sum())
                 pos += part.size
                 continue
             k = min(hits)
+            fired = [d for d, (kk, _) in zip(active, scans, strict=True) if kk == k]
             for d, (_, paths) in zip(active, scans, strict=True):
                 d.commit(paths, k)
+            fired_e = {self._label(d): d.log_statistic for d in fired}
+            thresholds = {
+                self._label(d): float(epoch_log_threshold(d.n, d.horizon, d.alpha)) for d in fired
+            }
             out[pos : pos + k] = self._state
-            self._apply([d for d, (kk, _) in zip(active, scans, strict=True) if kk == k])
+            self._n += k + 1
+            self._sum += float(part[: k + 1].sum())
+            before = self._state
+            self._apply(fired)
             out[pos + k] = self._state
+            self._transition = self._snapshot(
+                {
+                    "from": before.name,
+                    "fired": ", ".join(fired_e),
+                    **{f"fired_{lab}": v for lab, v in fired_e.items()},
+                    **{f"threshold_{lab}": t for lab, t in thresholds.items()},
+                }
+            )
             pos += k + 1
         return out
+
+    def _label(self, d: MixtureSRDetector) -> str:
+        return {
+            id(self._up): "log_e_up",
+            id(self._up_crit): "log_e_up_critical",
+            id(self._down): "log_e_down",
+            id(self._down_crit): "log_e_down_critical",
+        }[id(d)]
+
+    def _snapshot(self, extra: dict[str, float | int | str | bool]) -> MonitorStatus:
+        st = self.status
+        return MonitorStatus(
+            state=st.state,
+            n=st.n,
+            estimate=st.estimate,
+            tolerance=st.tolerance,
+            margin=st.margin,
+            evidence={**st.evidence, **extra},
+        )
 
     @property
     def status(self) -> MonitorStatus:
@@ -346,13 +432,18 @@ class EDetectorMonitor:
             tolerance=self.tolerance,
             margin=abs(est - self.tolerance) if self._n else float("nan"),
             evidence={
-                "monitor": "e-detector (mixture Shiryaev-Roberts)",
+                "monitor": self.name,
                 "log_e_up": self._up.log_statistic,
                 "log_e_up_critical": self._up_crit.log_statistic,
                 "log_e_down": self._down.log_statistic,
                 "log_e_down_critical": self._down_crit.log_statistic,
-                "log_threshold": self._up.log_threshold,
+                "log_threshold_up": self._up.log_threshold,
+                "log_threshold_up_critical": self._up_crit.log_threshold,
+                "log_threshold_down": self._down.log_threshold,
                 "alpha": self.alpha,
+                "alpha_up": self._up.alpha,
+                "alpha_up_critical": self._up_crit.alpha,
+                "alpha_down": self._down.alpha,
                 "horizon": self.horizon,
                 "critical": self.critical,
                 "alarms": self._alarms,

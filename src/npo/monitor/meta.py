@@ -14,6 +14,11 @@ state at ``t`` can be wrong only if the sequence misses ``L_t`` or ``lambda`` li
 
     P(T_t != T*_t) <= delta + P(|L_t - lambda| <= w_t),   w_t = u_t - l_t,
 
+with the *full* width ``w_t``, not the half-width: with band ``[0.10, 0.20]``,
+``lambda = 0.11`` and ``L_t = 0.19`` the trigger can be wrong although ``|L_t - lambda|``
+exceeds the half-width 0.05. A bound ``>= 1`` says nothing: it is reported as vacuous
+(``vacuous``), never as a guarantee.
+
 and from live data the monitor reports whether ``lambda`` is in ``[l_t, u_t]`` (the
 ambiguity zone: ``|L_hat_t - lambda| <= eps_t`` with ``eps_t`` the radius on lambda's side).
 The guarantee is about the confidence sequence's target (for a cumulative sequence, the
@@ -50,6 +55,7 @@ class ThresholdFidelity:
     epsilon: np.ndarray  # CS radius on lambda's side of L_hat
     in_ambiguity_zone: np.ndarray  # lambda in [lower, upper]: trigger state not certain
     bound: np.ndarray  # delta + 1[in ambiguity zone]: bound on P(trigger state wrong)
+    vacuous: np.ndarray  # bound >= 1: no guarantee at all
 
 
 def threshold_fidelity(
@@ -63,7 +69,11 @@ def threshold_fidelity(
     eps = np.where(est >= tolerance, est - lo, hi - est)
     amb = (lo <= tolerance) & (tolerance <= hi)
     return ThresholdFidelity(
-        margin=np.abs(est - tolerance), epsilon=eps, in_ambiguity_zone=amb, bound=delta + amb
+        margin=np.abs(est - tolerance),
+        epsilon=eps,
+        in_ambiguity_zone=amb,
+        bound=delta + amb,
+        vacuous=(delta + amb) >= 1.0,
     )
 
 
@@ -90,9 +100,16 @@ class MetaAlignment:
     ambiguity_rate: float
     bound: float
 
+    @property
+    def vacuous(self) -> bool:
+        """The threshold-fidelity bound is ``>= 1``: it guarantees nothing."""
+        return bool(self.bound >= 1.0)
+
     def to_dict(self) -> dict[str, float | int]:
         d = {k: v for k, v in self.__dict__.items() if k != "detection_delays"}
-        return {k: (float(v) if isinstance(v, float | np.floating) else v) for k, v in d.items()}
+        out = {k: (float(v) if isinstance(v, float | np.floating) else v) for k, v in d.items()}
+        out["vacuous"] = self.vacuous
+        return out
 
 
 def meta_alignment(

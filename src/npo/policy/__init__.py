@@ -14,6 +14,7 @@ from npo.policy.base import (
 from npo.policy.decide import ReviewSampler, ThresholdTable, decide
 from npo.policy.labels import feedback_labels
 from npo.policy.learner import OnlineSoftmaxRegression, fit_temperature
+from npo.policy.rules import decide_min_cost, expected_costs, min_cost_action
 from npo.policy.sklearn import SklearnPolicy
 
 __all__ = [
@@ -24,9 +25,12 @@ __all__ = [
     "SoftmaxLinearPolicy",
     "ThresholdTable",
     "decide",
+    "decide_min_cost",
+    "expected_costs",
     "feedback_labels",
     "fit_temperature",
     "load_policy",
+    "min_cost_action",
     "register_kind",
     "softmax",
 ]

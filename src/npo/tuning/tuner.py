@@ -19,17 +19,38 @@ lower-convex-hull candidates).
 **Risk-controlled mode** (``objective="risk"``) controls the automated-decision loss
 ``R(τ) = E[C(â, y) · 1{m ≥ τ}]`` (the cost incurred by automated decisions, per scenario;
 non-increasing in ``τ``). Horvitz–Thompson over all ``n_total`` decisions in the window:
-``Z_i = R_i w_i C(â_i, y_i) 1{m_i ≥ τ}`` has mean ``R(τ)`` and lies in ``[0, C_max / p_min]``
-(abstentions among automated decisions count as ``C_max``: conservative). Learn-then-Test
-with fixed-sequence testing walks a fixed grid from ``τ = 1`` downwards, testing
-``H_τ: R(τ) > α`` at level ``δ`` (Hoeffding–Bentkus p-value or empirical-Bernstein bound)
-and stops at the first ``H_τ`` it cannot reject; the last rejected ``τ`` is returned. Then
-``P(R(τ̂) > α) ≤ δ`` (family-wise error of fixed-sequence testing). ``bound="none"`` is the
-plug-in rule ``R̂(τ) ≤ α`` that point-estimate tuners use (no guarantee), for comparison.
+``Z_i = R_i w_i C(â_i, y_i) 1{m_i ≥ τ}`` has mean ``R(τ)`` and lies in ``[0, B]``,
+``B = C_max / p_min`` with ``p_min`` the exploration floor *of the review design* (a
+parameter, never read off the data: the smallest propensity seen is not a bound on the
+next one); abstentions among automated decisions count as ``C_max`` (conservative).
+Learn-then-Test with fixed-sequence testing walks a fixed grid from ``τ = 1`` downwards,
+testing ``H_τ: R(τ) > α`` at level ``δ``, and stops at the first ``H_τ`` it cannot reject;
+the last rejected ``τ`` is returned, else "never act". Then ``P(R(τ̂) > α) ≤ δ``
+(family-wise error of fixed-sequence testing), a finite-sample statement for i.i.d.
+decisions. Bounds (``bound=``):
+
+- ``"wsr"`` (default): the variance-adaptive predictable plug-in empirical-Bernstein bound
+  of Waudby-Smith & Ramdas (:func:`npo.estimation.bounds.plugin_eb_upper`) on the HT terms
+  in a seeded random order; its margin is about ``sqrt(2 log(1/δ))/z_{1−δ}`` times the
+  CLT margin (1.7× at ``δ = 0.1``) — set by the variance of the terms, not by ``B``;
+- ``"hb"``: Hoeffding–Bentkus p-value (Bates et al. 2021); ``"eb"``: Maurer–Pontil
+  empirical Bernstein — both pay a range term in ``B`` and certify little when ``p_min``
+  is small;
+- ``"none"``: the plug-in rule ``R̂(τ) ≤ α`` of point-estimate tuners (no guarantee).
+
+No valid bound on terms in ``[0, B]`` can certify ``R ≤ α`` from fewer than
+``n_floor ≈ log(1/δ)·B/α`` terms (:func:`npo.estimation.bounds.distribution_free_floor`);
+below it the result says "not enough reviews yet" and how many are needed.
+
+**Decision rules.** ``rule="argmax"`` (SPEC): ``â = argmax s``, ``m = s_â``. With
+``rule="min_cost"`` (:mod:`npo.policy.rules`, Chow's rule) ``â`` is the least expected
+cost action and ``m = E_DEFER − E_â``; the rule acts iff ``m ≥ τ``, i.e. with
+``margin = −τ``. Both are swept exactly by the same code.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,10 +58,12 @@ from typing import Any, Literal
 import numpy as np
 
 from npo.domain import ActionSpace, CostMatrix, ThresholdSet
+from npo.domain.records import as_threshold
 from npo.errors import ItemError, ValidationFailed
 from npo.tuning.bounds import eb_upper, hb_pvalue
 
 Per = Literal["global", "action", "segment", "segment_action"]
+Rule = Literal["argmax", "min_cost"]
 
 
 def _bad(field: str, reason: str) -> ValidationFailed:
@@ -60,12 +83,20 @@ class Sweep:
     defer: np.ndarray
 
 
-def sweep(m: np.ndarray, c_act: np.ndarray, c_defer: np.ndarray, w: np.ndarray) -> Sweep:
+def sweep(
+    m: np.ndarray,
+    c_act: np.ndarray,
+    c_defer: np.ndarray,
+    w: np.ndarray,
+    *,
+    score_max: float = 1.0,
+) -> Sweep:
     """Exact loss and deferral for every distinct threshold (sort + cumulative sum).
 
-    Candidate ``j = 0`` defers everything (threshold just above ``max m``, or ``inf`` when no
-    representable threshold ≤ 1 does so); candidate ``j`` acts on the ``j`` largest distinct
-    values of ``m``.
+    Candidate ``j = 0`` defers everything (threshold just above ``max m``, or ``inf`` --
+    "never act" -- when ``max m`` is ``score_max``, the largest possible score, so that
+    no finite threshold is above every score); candidate ``j`` acts on the ``j`` largest
+    distinct values of ``m``.
     """
     order = np.argsort(-m, kind="stable")
     ms = m[order]
@@ -82,7 +113,7 @@ def sweep(m: np.ndarray, c_act: np.ndarray, c_defer: np.ndarray, w: np.ndarray) 
         last = np.empty(0, dtype=np.intp)
         thr = np.empty(0)
         top = 1.0
-    all_defer = top if top <= 1.0 else np.inf
+    all_defer = top if top <= score_max else np.inf
     return Sweep(
         threshold=np.concatenate([[all_defer], thr]),
         loss=np.concatenate([[base], base + gain[last]]),
@@ -94,9 +125,13 @@ def sweep(m: np.ndarray, c_act: np.ndarray, c_defer: np.ndarray, w: np.ndarray) 
 class TuningResult:
     """Proposed thresholds with their estimated consequences.
 
-    ``table`` is ``(G + 1, K)`` (rows: ``segments`` then the default row); ``loss`` and
-    ``deferral_rate`` are IPW estimates on the tuning data with ``1 − δ`` intervals;
-    ``risk`` / ``risk_upper`` the automated-decision loss and its upper bound (risk mode).
+    ``table`` is ``(G + 1, K)`` (rows: ``segments`` then the default row; ``inf`` = never
+    act); ``loss`` and ``deferral_rate`` are Hájek IPW estimates on the tuning data with
+    ``1 − δ`` empirical-Bernstein intervals (asymptotic: Kish effective sample size);
+    ``risk`` / ``risk_upper`` the automated-decision loss (HT estimate over ``n_total``
+    decisions) and its finite-sample upper bound (risk mode); ``floor_n`` the fewest
+    decisions with which the risk bound could certify anything (``None`` outside risk mode);
+    with ``rule="min_cost"`` the table holds ``τ = −margin``.
     """
 
     objective: str
@@ -116,23 +151,43 @@ class TuningResult:
     alpha: float | None = None
     certified: bool | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    rule: str = "argmax"
+    n_total: int | None = None
+    floor_n: int | None = None
+    bound: str | None = None
 
     @property
     def global_threshold(self) -> float:
         return float(self.table[-1, 0])
 
+    @property
+    def margin(self) -> float | None:
+        """The minimum-cost rule's margin (``−τ``); ``None`` for the argmax rule."""
+        return -self.global_threshold if self.rule == "min_cost" else None
+
     def to_threshold_set(
         self, version: str, actions: ActionSpace, note: str | None = None
     ) -> ThresholdSet:
-        """As a :class:`ThresholdSet` (infinite thresholds are stored as 1.0). With per-segment
-        thresholds, the default row (segments not seen in the tuning data) is 1.0: defer."""
-        t = np.minimum(self.table, 1.0)
+        """As a :class:`ThresholdSet`; "never act" (a threshold above every score) is stored as
+        :data:`~npo.domain.NEVER_ACT`, never as 1.0 (a score of exactly 1.0 would pass it).
+        With per-segment thresholds the default row (segments not seen in the tuning data) is
+        "never": defer."""
+        if self.rule != "argmax":
+            raise _bad(
+                "rule",
+                "the minimum-expected-cost rule is not a threshold set; decide with "
+                f"npo.policy.decide_min_cost(scores, cost, margin={self.margin!r})",
+            )
         names = actions.actions
-        default = t[-1]
-        glob = float(default[0])
-        per_action = {a: float(v) for a, v in zip(names, default, strict=True) if v != glob}
+        default = self.table[-1]
+        glob = as_threshold(default[0])
+        per_action = {
+            a: as_threshold(v)
+            for a, v in zip(names, default, strict=True)
+            if as_threshold(v) != glob
+        }
         per_segment = {
-            g: {a: float(v) for a, v in zip(names, t[i], strict=True)}
+            g: {a: as_threshold(v) for a, v in zip(names, self.table[i], strict=True)}
             for i, g in enumerate(self.segments)
         }
         return ThresholdSet(
@@ -147,7 +202,9 @@ class TuningResult:
         return {
             "objective": self.objective,
             "per": self.per,
-            "thresholds": np.where(np.isfinite(self.table), self.table, 1.0).tolist(),
+            "rule": self.rule,
+            "thresholds": [[as_threshold(v) for v in row] for row in self.table.tolist()],
+            "margin": self.margin,
             "segments": list(self.segments),
             "loss": self.loss,
             "loss_interval": list(self.loss_interval),
@@ -161,6 +218,9 @@ class TuningResult:
             "risk_upper": self.risk_upper,
             "alpha": self.alpha,
             "certified": self.certified,
+            "bound": self.bound,
+            "n_total": self.n_total,
+            "floor_n": self.floor_n,
             "notes": list(self.notes),
         }
 
@@ -172,10 +232,14 @@ class ThresholdTuner:
     segment × action; ``deferral_budget`` — max IPW deferral rate overall;
     ``segment_budgets`` — max deferral rate per segment name; ``objective`` — ``"loss"``
     (point) or ``"risk"`` (Learn-then-Test); ``alpha``, ``delta`` — risk level and
-    confidence; ``bound`` — ``"hb"``, ``"eb"`` or ``"none"`` (plug-in); ``n_grid`` —
-    size of the fixed grid of the risk mode; ``p_min`` — the exploration floor bounding
-    the HT terms (default: the smallest propensity seen).
+    confidence; ``bound`` — ``"wsr"``, ``"hb"``, ``"eb"`` or ``"none"`` (plug-in);
+    ``n_grid`` — size of the fixed grid of the risk mode; ``p_min`` — the review design's
+    exploration floor bounding the HT terms (required in risk mode when any propensity is
+    below 1; never estimated from the data); ``rule`` — ``"argmax"`` or ``"min_cost"``;
+    ``seed`` — of the data-independent order of the ``"wsr"`` bound.
     """
+
+    hb_pvalue = staticmethod(hb_pvalue)  # the Hoeffding–Bentkus p-value of bound="hb"
 
     def __init__(
         self,
@@ -186,9 +250,11 @@ class ThresholdTuner:
         objective: Literal["loss", "risk"] = "loss",
         alpha: float = 0.1,
         delta: float = 0.1,
-        bound: Literal["hb", "eb", "none"] = "hb",
+        bound: Literal["wsr", "hb", "eb", "none"] = "wsr",
         n_grid: int = 1000,
         p_min: float | None = None,
+        rule: Rule = "argmax",
+        seed: int = 0,
     ) -> None:
         if per not in ("global", "action", "segment", "segment_action"):
             raise _bad("per", f"must be global/action/segment/segment_action, got {per!r}")
@@ -203,12 +269,16 @@ class ThresholdTuner:
             raise _bad("delta", f"must lie in (0, 1), got {delta}")
         if alpha <= 0:
             raise _bad("alpha", f"must be > 0, got {alpha}")
-        if bound not in ("hb", "eb", "none"):
-            raise _bad("bound", f"must be hb, eb or none, got {bound!r}")
+        if bound not in ("wsr", "hb", "eb", "none"):
+            raise _bad("bound", f"must be wsr, hb, eb or none, got {bound!r}")
         if n_grid < 2:
             raise _bad("n_grid", f"must be ≥ 2, got {n_grid}")
         if p_min is not None and not 0.0 < p_min <= 1.0:
             raise _bad("p_min", f"must lie in (0, 1], got {p_min}")
+        if rule not in ("argmax", "min_cost"):
+            raise _bad("rule", f"must be 'argmax' or 'min_cost', got {rule!r}")
+        if rule == "min_cost" and per != "global":
+            raise _bad("per", "the minimum-expected-cost rule has one margin: use per='global'")
         self.per = per
         self.deferral_budget = deferral_budget
         self.segment_budgets = dict(segment_budgets or {})
@@ -218,16 +288,36 @@ class ThresholdTuner:
         self.bound = bound
         self.n_grid = int(n_grid)
         self.p_min = p_min
+        self.rule = rule
+        self.seed = int(seed)
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's parameters (to make a modified copy: ``type(t)(**params)``)."""
+        return {
+            "per": self.per,
+            "deferral_budget": self.deferral_budget,
+            "segment_budgets": dict(self.segment_budgets),
+            "objective": self.objective,
+            "alpha": self.alpha,
+            "delta": self.delta,
+            "bound": self.bound,
+            "n_grid": self.n_grid,
+            "p_min": self.p_min,
+            "rule": self.rule,
+            "seed": self.seed,
+        }
 
     # -- input ----------------------------------------------------------------------------
-    @staticmethod
     def _prepare(
+        self,
         scores: np.ndarray,
         labels: np.ndarray,
         propensity: np.ndarray | None,
         cost: CostMatrix | np.ndarray,
         segments: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Validated ``(m, labels, propensity, cost, segments, action)``: the rule acts with
+        ``action`` iff ``m ≥ τ``."""
         s = np.asarray(scores, dtype=np.float64)
         if s.ndim != 2 or s.shape[1] < 2:
             raise _bad("scores", f"must be (n, K) with K ≥ 2, got shape {s.shape}")
@@ -250,7 +340,14 @@ class ThresholdTuner:
         g = np.zeros(n, dtype=np.intp) if segments is None else np.asarray(segments, np.intp)
         if g.shape != (n,) or (n and g.min() < 0):
             raise _bad("segments", f"needs {n} non-negative segment codes")
-        return s, y, p, c, g, np.argmax(s, axis=1)
+        if self.rule == "min_cost":
+            from npo.policy.rules import min_cost_action
+
+            best, m = min_cost_action(s, c)
+        else:
+            best = np.argmax(s, axis=1)
+            m = s[np.arange(n), best]
+        return m, y, p, c, g, best
 
     # -- public -------------------------------------------------------------------------------
     def fit(
@@ -269,14 +366,14 @@ class ThresholdTuner:
         k = np.asarray(scores).shape[1] if np.ndim(scores) == 2 else 2
         if cost is None:
             cost = np.vstack([1.0 - np.eye(k), np.full((1, k), 0.1)])
-        s, y, p, c, g, best = self._prepare(scores, labels, propensity, cost, segments)
+        m, y, p, c, g, best = self._prepare(scores, labels, propensity, cost, segments)
         n_seg = max(int(g.max()) + 1 if g.size else 1, len(segment_names))
         names = tuple(segment_names) or tuple(f"segment-{i}" for i in range(n_seg))
         if len(names) < n_seg:
             raise _bad("segment_names", f"needs a name for each of {n_seg} segment codes")
         if self.objective == "risk":
-            return self._fit_risk(s, y, p, c, best, n_total, k)
-        return self._fit_loss(s, y, p, c, g, best, names, k)
+            return self._fit_risk(m, y, p, c, best, n_total, k)
+        return self._fit_loss(m, y, p, c, g, best, names, k)
 
     def fit_binary(
         self,
@@ -321,7 +418,7 @@ class ThresholdTuner:
 
     def _fit_loss(
         self,
-        s: np.ndarray,
+        m: np.ndarray,
         y: np.ndarray,
         p: np.ndarray,
         c: np.ndarray,
@@ -331,17 +428,18 @@ class ThresholdTuner:
         k: int,
     ) -> TuningResult:
         keep = y >= 0
-        s, y, p, g, best = s[keep], y[keep], p[keep], g[keep], best[keep]
+        m, y, p, g, best = m[keep], y[keep], p[keep], g[keep], best[keep]
         n = int(y.shape[0])
         if n == 0:
             raise _bad("labels", "no labelled (like/override) feedback to tune on")
         w = 1.0 / p
-        m = s[np.arange(n), best]
+        top = 1.0 if self.rule == "argmax" else np.inf
         c_act = c[best, y]
         c_def = c[-1, y]
         grp, n_grp = self._groups(g, best, k)
         sweeps = [
-            sweep(m[grp == j], c_act[grp == j], c_def[grp == j], w[grp == j]) for j in range(n_grp)
+            sweep(m[grp == j], c_act[grp == j], c_def[grp == j], w[grp == j], score_max=top)
+            for j in range(n_grp)
         ]
         # segment of each group, and the per-segment / global deferral budgets (as weights)
         seg_of = np.zeros(n_grp, dtype=np.intp)
@@ -365,7 +463,7 @@ class ThresholdTuner:
         if n_grp > 1 and cap is not None and not seg_caps:
             # The Lagrangian only reaches hull points; one common threshold is also feasible
             # for the shared budget, so keep whichever is better.
-            common = sweep(m, c_act, c_def, w)
+            common = sweep(m, c_act, c_def, w, score_max=top)
             (jc,), ok_c = _choose([common], np.zeros(1, np.intp), {}, cap)
             lagr = sum(float(sw.loss[j]) for sw, j in zip(sweeps, choice, strict=True))
             if ok_c and (not feasible or float(common.loss[jc]) < lagr):
@@ -376,7 +474,7 @@ class ThresholdTuner:
             notes.append("deferral budget cannot be met; returned the least-deferring rule")
         # thresholds table
         n_seg_rows = len(names) if self.per in ("segment", "segment_action") else 0
-        table = np.full((n_seg_rows + 1, k), 1.0)
+        table = np.full((n_seg_rows + 1, k), np.inf)  # unseen segments / actions: never act
         for j in range(n_grp):
             t = thr[j]
             if self.per == "global":
@@ -426,17 +524,62 @@ class ThresholdTuner:
             delta=self.delta,
             feasible=feasible,
             notes=notes,
+            rule=self.rule,
             **extra,
         )
 
     # -- risk mode ------------------------------------------------------------------------
-    def risk_grid(self) -> np.ndarray:
-        """The fixed, data-independent test order: ``τ`` from 1 down to 0."""
-        return np.linspace(1.0, 0.0, self.n_grid)
+    def risk_grid(self, c: np.ndarray | None = None) -> np.ndarray:
+        """The fixed, data-independent test order: ``τ`` from 1 down to 0 (argmax rule), or
+        over the range of ``m = E_DEFER − E_â`` (minimum-cost rule, ``c`` the cost matrix)."""
+        if self.rule == "argmax" or c is None:
+            return np.linspace(1.0, 0.0, self.n_grid)
+        return np.linspace(float(c[-1].max()), -float(c[:-1].max()), self.n_grid)
+
+    def _design_floor(self, p: np.ndarray) -> float:
+        """The review design's ``p_min`` (parameter), checked against the data."""
+        if self.p_min is None:
+            if np.all(p == 1.0):
+                return 1.0
+            raise _bad(
+                "p_min",
+                "risk mode needs the review design's exploration floor p_min (the bound on "
+                "the Horvitz–Thompson terms is C_max / p_min; the smallest propensity seen "
+                "is not a bound on the next one)",
+            )
+        if float(p.min()) < self.p_min:
+            raise _bad(
+                "propensity",
+                f"a propensity {float(p.min()):g} is below the design's p_min={self.p_min:g}",
+            )
+        return float(self.p_min)
+
+    def _risk_upper(
+        self, ms: np.ndarray, x: np.ndarray, order: np.ndarray, cnt: np.ndarray, n_total: int
+    ) -> np.ndarray:
+        """The ``"wsr"`` upper bound on ``E[x 1{m ≥ τ}]`` (x = Z / B) for every grid point;
+        ``cnt[j]`` rows of the ``m``-descending order are automated at grid point ``j``."""
+        from npo.estimation.bounds import plugin_eb_upper, random_blocks
+
+        blk, counts = random_blocks(x.size, n_total, seed=self.seed)
+        nb = counts.size
+        sb = blk[order]  # block of each row, in m-descending order
+        xs = x[order]
+        s1 = np.zeros((cnt.size, nb))
+        s2 = np.zeros((cnt.size, nb))
+        for b in range(nb):
+            pos = np.flatnonzero(sb == b)  # sorted positions of the block's rows
+            if pos.size == 0:
+                continue
+            c1 = np.concatenate([[0.0], np.cumsum(xs[pos])])
+            c2 = np.concatenate([[0.0], np.cumsum(xs[pos] ** 2)])
+            kb = np.searchsorted(pos, cnt, side="left")  # rows of the block among the first cnt
+            s1[:, b], s2[:, b] = c1[kb], c2[kb]
+        return plugin_eb_upper(s1, s2, counts, delta=self.delta)
 
     def _fit_risk(
         self,
-        s: np.ndarray,
+        m: np.ndarray,
         y: np.ndarray,
         p: np.ndarray,
         c: np.ndarray,
@@ -444,6 +587,8 @@ class ThresholdTuner:
         n_total: int | None,
         k: int,
     ) -> TuningResult:
+        from npo.estimation.bounds import distribution_free_floor
+
         n_lab = int(y.shape[0])
         if n_lab == 0:
             raise _bad("labels", "no feedback to tune on")
@@ -458,27 +603,30 @@ class ThresholdTuner:
             n_total = n_lab
         if n_total < n_lab:
             raise _bad("n_total", f"must be ≥ the number of reviews ({n_lab}), got {n_total}")
-        p_min = self.p_min if self.p_min is not None else float(p.min())
-        if float(p.min()) < p_min:
-            raise _bad("propensity", f"a propensity {p.min()} is below p_min={p_min}")
+        p_min = self._design_floor(p)
         cmax = float(c[:k].max()) or 1.0
         w = 1.0 / p
-        m = s[np.arange(n_lab), best]
         lab = y >= 0
         loss_act = np.where(lab, c[best, np.maximum(y, 0)], cmax)  # abstain -> C_max
-        z = w * loss_act
+        big_b = cmax / p_min
+        z = w * loss_act  # in [0, B]
         order = np.argsort(-m, kind="stable")
-        ms, z1, z2 = m[order], np.cumsum(z[order]), np.cumsum((z * z)[order])
-        grid = self.risk_grid()
+        ms = m[order]
+        z1 = np.cumsum(z[order])
+        grid = self.risk_grid(c)
         cnt = np.searchsorted(-ms, -grid, side="right")  # rows with m >= τ
         s1 = np.where(cnt > 0, z1[np.maximum(cnt - 1, 0)], 0.0)
-        s2 = np.where(cnt > 0, z2[np.maximum(cnt - 1, 0)], 0.0)
         risk = s1 / n_total
-        big_b = cmax / p_min
-        if self.bound == "hb":
-            ok = hb_pvalue(risk, n_total, alpha=self.alpha, bound=big_b) <= self.delta
+        floor_n = distribution_free_floor(self.alpha, big_b, self.delta)
+        upper: np.ndarray | None
+        if self.bound == "wsr":
+            upper = self._risk_upper(ms, z / big_b, order, cnt, int(n_total)) * big_b
+            ok = upper <= self.alpha
+        elif self.bound == "hb":
+            ok = self.hb_pvalue(risk, n_total, alpha=self.alpha, bound=big_b) <= self.delta
             upper = None
         elif self.bound == "eb":
+            s2 = np.where(cnt > 0, np.cumsum((z * z)[order])[np.maximum(cnt - 1, 0)], 0.0)
             upper = eb_upper(s1, s2, n_total, bound=big_b, delta=self.delta)
             ok = upper <= self.alpha
         else:
@@ -489,9 +637,22 @@ class ThresholdTuner:
         certified = stop > 0
         j = stop - 1 if certified else 0
         tau = float(grid[j]) if certified else np.inf
-        notes: tuple[str, ...] = ()
+        notes: list[str] = []
         if not certified:
-            notes = ("no threshold passed the first test: defer everything",)
+            if self.bound != "none" and n_total < floor_n:
+                more = math.ceil((floor_n - n_total) * n_lab / n_total)
+                notes.append(
+                    f"not enough reviews yet: no valid bound can certify automated loss ≤ "
+                    f"{self.alpha:g} (δ = {self.delta:g}) from fewer than {floor_n:,} decisions "
+                    f"whose Horvitz–Thompson terms lie in [0, C_max/p_min = {big_b:g}]; this "
+                    f"window has {n_total:,} decisions ({n_lab:,} reviews): about {more:,} more "
+                    f"reviews at the current review rate. Until then: defer everything."
+                )
+            else:
+                notes.append(
+                    f"no threshold certified: even the most conservative one has an upper bound "
+                    f"on automated loss above {self.alpha:g}; defer everything"
+                )
         table = np.full((1, k), tau)
         acted = m >= tau
         cost_i = np.where(acted, c[best, np.maximum(y, 0)], c[-1, np.maximum(y, 0)])[lab]
@@ -505,11 +666,14 @@ class ThresholdTuner:
             w[lab],
             c,
             True,
-            notes,
+            tuple(notes),
             risk=float(risk[j]) if certified else 0.0,
             risk_upper=r_up,
             alpha=self.alpha,
             certified=certified,
+            n_total=int(n_total),
+            floor_n=floor_n,
+            bound=self.bound,
         )
 
 

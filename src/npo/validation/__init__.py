@@ -1,5 +1,11 @@
 """Candidate-vs-incumbent validation with IPW paired differences and segment guardrails."""
 
-from npo.validation.validator import PolicyValidator, SegmentEvidence, Verdict, time_split
+from npo.validation.validator import (
+    AlphaSpending,
+    PolicyValidator,
+    SegmentEvidence,
+    Verdict,
+    time_split,
+)
 
-__all__ = ["PolicyValidator", "SegmentEvidence", "Verdict", "time_split"]
+__all__ = ["AlphaSpending", "PolicyValidator", "SegmentEvidence", "Verdict", "time_split"]
