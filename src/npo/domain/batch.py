@@ -33,11 +33,15 @@ class RawColumns:
 
 
 class CheckedStrings(list):  # type: ignore[type-arg]
-    """Strings from an Arrow column without nulls, already stripped; lengths known."""
+    """Strings from an Arrow column without nulls, already stripped; lengths known;
+    ``arrow`` keeps the Arrow array (a store may load it without Python objects)."""
 
-    def __init__(self, values: list[str], minlen: int, maxlen: int, has_nul: bool) -> None:
+    def __init__(
+        self, values: list[str], minlen: int, maxlen: int, has_nul: bool, arrow: Any = None
+    ) -> None:
         super().__init__(values)
         self.minlen, self.maxlen, self.has_nul = minlen, maxlen, has_nul
+        self.arrow = arrow
 
 
 class ListColumn:
@@ -164,7 +168,9 @@ def _arrow_column(col: Any, field: str) -> Any:
         trimmed = pc.utf8_trim_whitespace(col)
         mm = pc.min_max(pc.utf8_length(trimmed)).as_py()
         has_nul = bool(pc.any(pc.match_substring(trimmed, "\x00")).as_py())
-        return CheckedStrings(trimmed.to_pylist(), mm["min"] or 0, mm["max"] or 0, has_nul)
+        return CheckedStrings(
+            trimmed.to_pylist(), mm["min"] or 0, mm["max"] or 0, has_nul, trimmed
+        )
     return col.to_pylist()
 
 

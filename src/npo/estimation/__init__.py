@@ -7,6 +7,7 @@ from npo.estimation.alignment import (
     AlignmentEstimate,
     abstention_bracket_terms,
     alignment_breakdown,
+    alignment_breakdown_from_cells,
     alignment_stats,
     cost_array,
     estimate_alignment,
@@ -35,9 +36,11 @@ from npo.estimation.reviewers import (
     cohen_kappa,
     dawid_skene,
     fleiss_kappa,
+    fleiss_kappa_from_sums,
     majority_vote,
     pairwise_kappa,
     reviewer_stats,
+    reviewer_stats_from_counts,
 )
 from npo.estimation.sufficient import AlignmentStats
 
@@ -55,6 +58,7 @@ __all__ = [
     "ReviewerStats",
     "abstention_bracket_terms",
     "alignment_breakdown",
+    "alignment_breakdown_from_cells",
     "alignment_stats",
     "bernoulli_confidence_interval",
     "bootstrap_interval",
@@ -67,9 +71,11 @@ __all__ = [
     "empirical_bernstein_upper",
     "estimate_alignment",
     "fleiss_kappa",
+    "fleiss_kappa_from_sums",
     "horvitz_thompson_terms",
     "majority_vote",
     "pairwise_kappa",
     "reviewer_stats",
+    "reviewer_stats_from_counts",
     "wilson_interval",
 ]

@@ -12,14 +12,18 @@ connection used for scans (ADBC), and translates database errors into the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
 
 from npo.errors import (
     ItemError,
@@ -84,6 +88,14 @@ class Dialect(ABC):
         """``?`` placeholders -> this dialect's."""
 
     @abstractmethod
+    def any_of(self, column: str) -> str:
+        """SQL: ``column`` is one of the values of one array parameter (see :meth:`array`)."""
+
+    @abstractmethod
+    def array(self, values: list[Any]) -> Any:
+        """The parameter for :meth:`any_of`."""
+
+    @abstractmethod
     def empty(self, column: str) -> str:
         """An SQL literal for an empty value of a nullable text / blob column."""
 
@@ -139,8 +151,14 @@ class Dialect(ABC):
     def clear_stage(self, conn: Any, name: str) -> None: ...
 
     @abstractmethod
-    def load_stage(self, conn: Any, name: str, columns: Sequence[str], rows: list[tuple]) -> None:
-        """Replace the staging table's rows by ``rows`` (inside the current transaction)."""
+    def load_stage(self, conn: Any, name: str, columns: Mapping[str, Any]) -> None:
+        """Replace the staging table's rows by ``columns`` (name -> numpy array or list, in
+        any order; every stage column present), inside the current transaction."""
+
+    @abstractmethod
+    def fetch(self, conn: Any, sql: str, params: Sequence[Any], types: Sequence[str]) -> list[Any]:
+        """Run a query on the write connection (it sees the current transaction); its
+        columns as numpy arrays of the schema ``types`` (``i64``, ``f64``, ``text`` …)."""
 
     # -- errors -----------------------------------------------------------------------------
     @abstractmethod
@@ -270,7 +288,8 @@ class SQLiteDialect(Dialect):
         return conn, new
 
     def scan_connection(self) -> Any:
-        dbapi = require("adbc_driver_sqlite.dbapi", "sqlite", "Arrow reads of a SQLite store")
+        import adbc_driver_sqlite.dbapi as dbapi
+
         uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
         if self.read_only:
             uri += "&immutable=1"
@@ -282,6 +301,12 @@ class SQLiteDialect(Dialect):
 
     def empty(self, column: str) -> str:
         return "X''" if column == "features" else "''"
+
+    def any_of(self, column: str) -> str:
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def array(self, values: list[Any]) -> Any:
+        return json.dumps(values)
 
     def column_type(self, typ: str) -> str:
         return {"f64": "REAL", "text": "TEXT", "blob": "BLOB"}.get(typ, "INTEGER")
@@ -305,10 +330,17 @@ class SQLiteDialect(Dialect):
     def clear_stage(self, conn: Any, name: str) -> None:
         conn.execute(f"DELETE FROM temp.{name}")
 
-    def load_stage(self, conn: Any, name: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    def load_stage(self, conn: Any, name: str, columns: Mapping[str, Any]) -> None:
         conn.execute(f"DELETE FROM temp.{name}")
-        marks = ", ".join("?" * len(columns))
-        conn.executemany(f"INSERT INTO temp.{name} ({', '.join(columns)}) VALUES ({marks})", rows)
+        order = list(self.stages[name])
+        rows = zip(*(_pylist(columns[c]) for c in order), strict=True)
+        marks = ", ".join("?" * len(order))
+        conn.executemany(f"INSERT INTO temp.{name} ({', '.join(order)}) VALUES ({marks})", rows)
+
+    def fetch(self, conn: Any, sql: str, params: Sequence[Any], types: Sequence[str]) -> list[Any]:
+        rows = conn.execute(sql, params).fetchall()
+        cols = list(zip(*rows, strict=True)) if rows else [()] * len(types)
+        return [_numpy(c, t) for c, t in zip(cols, types, strict=True)]
 
     def translate(self, exc: BaseException) -> StoreError | None:
         if not isinstance(exc, sqlite3.DatabaseError):
@@ -404,10 +436,18 @@ class PostgresDialect(Dialect):
         return dbapi.connect(self.url, autocommit=True)
 
     def sql(self, text: str, has_params: bool = True) -> str:
-        return text.replace("%", "%%").replace("?", "%s") if has_params else text
+        if not has_params:
+            return text
+        return text.replace("%", "%%").replace("?b", "%b").replace("?", "%s")
 
     def empty(self, column: str) -> str:
         return "'\\x'::bytea" if column == "features" else "''"
+
+    def any_of(self, column: str) -> str:
+        return f"{column} = ANY(?b)"  # sent in binary: much faster for long arrays
+
+    def array(self, values: list[Any]) -> Any:
+        return values
 
     def column_type(self, typ: str) -> str:
         return _PG_TYPES[typ]
@@ -441,18 +481,28 @@ class PostgresDialect(Dialect):
     def clear_stage(self, conn: Any, name: str) -> None:
         conn.execute(f"TRUNCATE {name}")
 
-    def load_stage(self, conn: Any, name: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    def load_stage(self, conn: Any, name: str, columns: Mapping[str, Any]) -> None:
+        """``COPY … FROM STDIN (FORMAT csv)`` of the columns rendered by Arrow's CSV writer
+        (vectorised: no per-row Python)."""
+        import io
+
+        import pyarrow.csv as pcsv
+
         conn.execute(f"TRUNCATE {name}")
         types = self.stages[name]
-        pg = {"i64": "int8", "i32": "int4", "i16": "int2", "f64": "float8", "text": "text"}
-        pg["blob"] = "bytea"
-        with (
-            conn.cursor() as cur,
-            cur.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as cp,
-        ):
-            cp.set_types([pg[types[c]] for c in columns])
-            for r in rows:
-                cp.write_row(r)
+        table = pa.table({c: _arrow(columns[c], t) for c, t in types.items()})
+        buf = io.BytesIO()
+        pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False))
+        with conn.cursor() as cur, cur.copy(
+            f"COPY {name} ({', '.join(types)}) FROM STDIN (FORMAT csv)"
+        ) as cp:
+            cp.write(buf.getbuffer())
+
+    def fetch(self, conn: Any, sql: str, params: Sequence[Any], types: Sequence[str]) -> list[Any]:
+        with conn.cursor(binary=True) as cur:
+            rows = cur.execute(sql, params).fetchall()
+        cols = list(zip(*rows, strict=True)) if rows else [()] * len(types)
+        return [_numpy(c, t) for c, t in zip(cols, types, strict=True)]
 
     def translate(self, exc: BaseException) -> StoreError | None:
         try:
@@ -467,6 +517,39 @@ class PostgresDialect(Dialect):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return StoreUnavailable(f"{self.where}: {first}")
         return None
+
+
+_NUMPY = {"i64": np.int64, "i32": np.int64, "i16": np.int64, "f64": np.float64}
+_NUMPY.update({"text": object, "blob": object})
+
+
+def _numpy(values: Sequence[Any], typ: str) -> np.ndarray:
+    return np.asarray(values, dtype=_NUMPY[typ]) if len(values) else np.empty(0, _NUMPY[typ])
+
+
+def _pylist(values: Any) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
+def _arrow(values: Any, typ: str) -> Any:
+    """A column for Arrow's CSV writer; bytea as PostgreSQL hex text."""
+    if typ == "blob":
+        hexed = [None if b is None else "\\x" + bytes(b).hex() for b in values]
+        return pa.array(hexed, pa.string())
+    arrow = getattr(values, "arrow", None)  # strings already in Arrow (npo.domain.batch)
+    if arrow is not None:
+        return arrow
+    return pa.array(values, _ARROW[typ])
+
+
+_ARROW = {
+    "i64": pa.int64(),
+    "i32": pa.int32(),
+    "i16": pa.int16(),
+    "f64": pa.float64(),
+    "text": pa.string(),
+    "blob": pa.binary(),
+}
 
 
 def check_meta(meta: dict[str, str], has_meta: bool, where: str) -> None:

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from npo.domain import rules
 from npo.domain.rules import Checked, from_us
@@ -35,8 +37,16 @@ from npo.store import summary
 from npo.store.base import IngestReport
 from npo.store.schema import DECISIONS, FEEDBACK, SCENARIOS, Table
 
-#: the feedback columns an item brings (the others come from its decision)
-_SENT = ("id", "reviewer", "kind", "action", "comment", "ts")
+#: the fields of its decision a feedback row carries, as (feedback column, decision column)
+CARRIED = (
+    ("decision_seq", "seq"),
+    ("d_action", "action"),
+    ("propensity", "propensity"),
+    ("policy", "policy"),
+    ("threshold", "threshold"),
+    ("segment", "segment"),
+    ("d_ts", "ts"),
+)
 
 
 def _columns(table: Table) -> list[tuple[str, str]]:
@@ -44,13 +54,11 @@ def _columns(table: Table) -> list[tuple[str, str]]:
 
 
 #: what a batch is loaded into: the event's columns, plus ``given`` (the item carried its
-#: own time); feedback names its decision by id and is resolved into ``stage_feedback_r``
-_FB_SENT = [("decision_id", "text"), *[c for c in _columns(FEEDBACK) if c[0] in _SENT]]
+#: own time); feedback arrives with its decision's fields already resolved
 STAGES: dict[str, list[tuple[str, str]]] = {
     "stage_scenarios": [("given", "i16"), *_columns(SCENARIOS)],
     "stage_decisions": [("given", "i16"), *_columns(DECISIONS)],
-    "stage_feedback": [("given", "i16"), *_FB_SENT],
-    "stage_feedback_r": [("given", "i16"), ("decision_id", "text"), *_columns(FEEDBACK)],
+    "stage_feedback": [("given", "i16"), *_columns(FEEDBACK)],
     "agr_lab": summary.AGR_STAGE,
 }
 #: columns written to each event table from its staging table
@@ -149,14 +157,12 @@ def _differs_in_batch(kind: str, checked: Checked, keep: list[int]) -> bool:
     return bool(_batch_duplicates(kind, checked))
 
 
-def _rows(store: Any, kind: str, checked: Checked, keep: list[int] | None) -> list[tuple]:
-    """The staging rows (columns in :data:`STAGES` order), names as codes."""
+def _stage_columns(
+    store: Any, kind: str, checked: Checked, keep: list[int] | None
+) -> dict[str, Any]:
+    """The staging table's columns (names as codes), first occurrences only."""
     c = checked.cols
-    cols: dict[str, list[Any]] = {
-        "given": c["ts_given"].astype(np.int16).tolist(),
-        "id": c["id"],
-        "ts": c["ts"].tolist(),
-    }
+    cols: dict[str, Any] = {"given": c["ts_given"].astype(np.int16), "id": c["id"], "ts": c["ts"]}
     if kind == "scenarios":
         cols["features"] = [b or None for b in c["features"]]
         cols["segment"] = store._codes("segment", c["segment"])
@@ -168,24 +174,29 @@ def _rows(store: Any, kind: str, checked: Checked, keep: list[int] | None) -> li
                 "threshold": store._codes("threshold", c["threshold_version"]),
                 "segment": store._codes("segment", c["segment"]),
                 "scores": c["scores"],
-                "action": c["action"].tolist(),
+                "action": c["action"],
                 "shadow": [None if s == -2 else s for s in c["shadow"].tolist()],
-                "propensity": c["propensity"].tolist(),
+                "propensity": c["propensity"],
                 "review": [None if r < 0 else r for r in c["review"].tolist()],
             }
         )
     else:
         cols.update(
             {
-                "decision_id": c["decision_id"],
                 "reviewer": store._codes("reviewer", c["reviewer_id"]),
-                "kind": c["kind"].tolist(),
-                "action": c["action"].tolist(),
+                "kind": c["kind"],
+                "action": c["action"],
                 "comment": c["comment"],
+                "ts": c["final_ts"],
+                **{f: c[f] for f, _ in CARRIED},
             }
         )
-    rows = list(zip(*(cols[name] for name, _ in STAGES[f"stage_{kind}"]), strict=True))
-    return rows if keep is None else [rows[i] for i in keep]
+    if keep is None:
+        return cols
+    at = np.asarray(keep)
+    return {
+        k: v[at] if isinstance(v, np.ndarray) else [v[i] for i in keep] for k, v in cols.items()
+    }
 
 
 def _differ(alias_a: str, alias_b: str, cols: Sequence[str]) -> str:
@@ -198,41 +209,24 @@ def _write(store: Any, kind: str, checked: Checked, keep: list[int] | None) -> I
     """The fast path, inside the batch's transaction; raises _Rejected on any problem."""
     d = store._dialect
     conn = store._conn
-    rows = _rows(store, kind, checked, keep)
-    stage = f"stage_{kind}"
-    d.load_stage(conn, stage, [c for c, _ in STAGES[stage]], rows)
     cols = ", ".join(WRITE[kind])
     before = 0
     if kind == "feedback":
         store._lock_writers("feedback")
         before = int(store._x("SELECT COALESCE(max(seq), 0) FROM feedback").fetchone()[0])
-        src = "stage_feedback_r"
-        d.clear_stage(conn, src)
-        resolved = {
-            "decision_seq": "d.seq",
-            "d_action": "d.action",
-            "d_ts": "d.ts",
-            "ts": f"CASE WHEN t.given = 1 OR d.ts IS NULL THEN t.ts ELSE "
-            f"{d.greatest('t.ts', 'd.ts')} END",
-            **{c: f"d.{c}" for c in ("propensity", "policy", "threshold", "segment")},
-        }
-        exprs = [resolved.get(c, f"t.{c}") for c, _ in STAGES[src]]
-        store._x(
-            f"INSERT INTO {src} SELECT {', '.join(exprs)} FROM stage_feedback t "
-            "LEFT JOIN decisions d ON d.id = t.decision_id"
-        )
-        bad = store._x(
-            f"SELECT count(*) FROM {src} WHERE decision_seq IS NULL OR "
-            "(kind = 0 AND d_action = -1) OR (given = 1 AND ts < d_ts)"
-        ).fetchone()[0]
-        if bad:
+        if _resolve(store, checked):
             raise _Rejected
-        stage = src
+    stage = f"stage_{kind}"
+    d.load_stage(conn, stage, _stage_columns(store, kind, checked, keep))
+    n_rows = checked.n if keep is None else len(keep)
     inserted = store._x(
-        f"INSERT INTO {kind} ({cols}) SELECT {cols} FROM {stage} WHERE 1 = 1 ORDER BY id "
-        "ON CONFLICT (id) DO NOTHING"
+        f"INSERT INTO {kind} ({cols}) SELECT {cols} FROM {stage} WHERE 1 = 1"
+        # id order: concurrent writers of shared ids lock them in one order (feedback
+        # writers are serialised anyway)
+        + (" ORDER BY id" if kind != "feedback" else "")
+        + " ON CONFLICT (id) DO NOTHING"
     ).rowcount
-    if inserted < len(rows):
+    if inserted < n_rows:
         conflict = store._x(
             f"SELECT 1 FROM {stage} t JOIN {kind} e ON e.id = t.id "
             f"WHERE {_differ('t', 'e', COMPARE[kind])} LIMIT 1"
@@ -240,9 +234,54 @@ def _write(store: Any, kind: str, checked: Checked, keep: list[int] | None) -> I
         if conflict is not None:
             raise _Rejected
     if kind == "feedback" and inserted:
-        summary.apply(store, before)
+        summary.apply(store, _inserted(store, checked, keep, before, inserted), before)
     warn = _low_propensity(store, checked) if kind == "decisions" else ()
     return IngestReport(kind, inserted, checked.n - inserted, warn)  # type: ignore[arg-type]
+
+
+def _resolve(store: Any, checked: Checked) -> bool:
+    """Add each feedback's decision fields to ``checked.cols`` (one indexed look-up per
+    distinct decision); True if an item is bad: unknown decision, a like on a deferred
+    decision, or a review timestamped before its decision."""
+    c = checked.cols
+    dids = c["decision_id"]
+    d = store._dialect
+    names = ", ".join(col for _, col in CARRIED)
+    found = d.fetch(
+        store._conn,
+        d.sql(f"SELECT id, {names} FROM decisions WHERE {d.any_of('id')}"),
+        (d.array(list(set(dids))),),
+        ["text", *(("f64" if f == "propensity" else "i64") for f, _ in CARRIED)],
+    )
+    wanted = getattr(dids, "arrow", None) or pa.array(dids, pa.string())
+    idx = pc.index_in(wanted, value_set=pa.array(found[0], pa.string()))
+    idx = np.asarray(idx.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    if (idx < 0).any():
+        return True
+    for (f, _), values in zip(CARRIED, found[1:], strict=True):
+        c[f] = values[idx]
+    ts, d_ts, given = c["ts"], c["d_ts"], c["ts_given"]
+    if ((c["kind"] == 0) & (c["d_action"] == -1)).any() or (given & (ts < d_ts)).any():
+        return True
+    c["final_ts"] = np.where(given, ts, np.maximum(ts, d_ts))  # "now" never precedes it
+    return False
+
+
+def _inserted(
+    store: Any, checked: Checked, keep: list[int] | None, before: int, inserted: int
+) -> dict[str, np.ndarray]:
+    """The columns of the rows this batch inserted (re-sent duplicates excluded)."""
+    rows = np.arange(checked.n) if keep is None else np.asarray(keep)
+    if inserted < len(rows):
+        new = {r[0] for r in store._x("SELECT id FROM feedback WHERE seq > ?", (before,))}
+        ids = checked.ids
+        rows = rows[np.fromiter((ids[i] in new for i in rows), dtype=bool, count=len(rows))]
+    c = checked.cols
+    out = {f: np.asarray(c[f])[rows] for f, _ in CARRIED}
+    for f in ("kind", "action"):
+        out[f] = c[f][rows]
+    out["reviewer"] = np.asarray(store._codes("reviewer", [c["reviewer_id"][i] for i in rows]))
+    return out
 
 
 def _low_propensity(store: Any, checked: Checked) -> tuple[ItemError, ...]:

@@ -87,7 +87,7 @@ FEEDBACK = Table(
     ),
     ("seq",),
     unique=(("id",),),
-    indexes=(("decision_seq",), ("d_ts",)),
+    indexes=(("decision_seq",),),
 )
 POLICIES = Table(
     "policies",

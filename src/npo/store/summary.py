@@ -166,24 +166,135 @@ def _stage_agreement(store: Any, rows_sql: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# maintenance
+# maintenance (numpy, from the inserted rows; the SQL above is the independent check)
 # --------------------------------------------------------------------------------------
-def apply(store: Any, before: int) -> None:
-    """Add the feedback rows with ``seq > before`` (just inserted, in the caller's
-    transaction) to the maintained statistics."""
-    b = store.bucket_us
-    new = f"seq > {int(before)}"
-    for table in (STAT_CELL, STAT_REVIEWER):
-        store._x(_upsert(table, _cells_from_rows(_row_keys(table, b), new), _ADD))
-    # decisions with a new labelled review and (now) at least two labelled reviews
-    items = (
-        "SELECT decision_seq AS item FROM feedback WHERE decision_seq IN "
-        f"(SELECT decision_seq FROM feedback WHERE {new} AND kind < 2) AND kind < 2 "
-        "GROUP BY decision_seq HAVING count(*) >= 2"
+def apply(store: Any, new: dict[str, np.ndarray], before: int) -> None:
+    """Add the feedback rows just inserted (``new``: their columns; every row had
+    ``seq > before``) to the maintained statistics, in the caller's transaction."""
+    kind = new["kind"]
+    if not kind.size:
+        return
+    bucket = np.floor_divide(new["d_ts"], store.bucket_us)
+    label = np.where(kind == 0, new["d_action"], np.where(kind == 1, new["action"], -1))
+    w = 1.0 / new["propensity"]
+    sums = [np.ones_like(w), w, w * w]
+    cell = [new["d_action"], label, kind]
+    _add(store, STAT_CELL, [new["policy"], new["threshold"], new["segment"], bucket, *cell], sums)
+    _add(store, STAT_REVIEWER, [new["reviewer"], new["segment"], bucket, *cell], sums)
+    lab = kind < 2
+    if lab.any():
+        _agreement(
+            store,
+            new["decision_seq"][lab],
+            new["reviewer"][lab],
+            label[lab],
+            new["segment"][lab],
+            bucket[lab],
+            before,
+        )
+
+
+def _add(store: Any, table: Table, keys: list[np.ndarray], values: list[np.ndarray]) -> None:
+    """``table[key] += Σ values`` per distinct key (one upsert per key)."""
+    k = np.stack([np.asarray(a, dtype=np.int64) for a in keys], axis=1)
+    if not len(k):
+        return
+    uniq, inv = _distinct_rows(k)
+    sums = [np.bincount(inv, weights=v, minlength=len(uniq)) for v in values]
+    nonzero = np.flatnonzero(np.any(np.stack(sums) != 0, axis=0))
+    if not nonzero.size:
+        return
+    ints = len(table.names) - len(values)
+    add = table.names[ints:]
+    rows = [
+        (*uniq[g].tolist(), *(_num(s[g], name) for s, name in zip(sums, add, strict=True)))
+        for g in nonzero
+    ]
+    marks = ", ".join("?" * len(table.names))
+    sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in add)
+    store._xm(
+        f"INSERT INTO {table.name} ({', '.join(table.names)}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(table.primary_key)}) DO UPDATE SET {sets}",
+        rows,
     )
-    _stage_agreement(store, _agreement_rows(items, [(1, "1 = 1"), (0, f"f.seq <= {before}")], b))
-    store._x(_upsert(STAT_AGREE, agree_select("reviewer, segment, bucket"), ("shared", "agree")))
-    store._x(_upsert(STAT_FLEISS, fleiss_select("segment, bucket"), ("n", "sum_p")))
+
+
+def _num(v: float, column: str) -> float | int:
+    return float(v) if column in ("sw", "sw2", "sum_p") else round(v)
+
+
+def _distinct_rows(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of an integer matrix and each row's index into them: the columns are
+    packed into one int64 key when their ranges allow (a 1-d sort), else a row sort."""
+    lo, hi = k.min(axis=0), k.max(axis=0)
+    spans = [int(h) - int(m) + 1 for m, h in zip(lo, hi, strict=True)]
+    if math.prod(spans) >= 2**62:
+        uniq, inv = np.unique(k, axis=0, return_inverse=True)
+        return uniq, inv.ravel()
+    key = np.zeros(len(k), dtype=np.int64)
+    for j, span in enumerate(spans):
+        key *= span
+        key += k[:, j] - lo[j]
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return k[first], inv.ravel()
+
+
+def _agreement(
+    store: Any,
+    item: np.ndarray,
+    reviewer: np.ndarray,
+    label: np.ndarray,
+    segment: np.ndarray,
+    bucket: np.ndarray,
+    before: int,
+) -> None:
+    """``stat_agree`` / ``stat_fleiss`` += (terms of the affected decisions with their new
+    labelled reviews) − (terms without them)."""
+    from npo.estimation.reviewers import agreement_terms, fleiss_item_terms
+
+    d = store._dialect
+    items, first = np.unique(item, return_index=True)
+    # the decisions' earlier labelled reviews, as (item, reviewer, label, how many):
+    # the terms depend on each decision's label counts only
+    old = d.fetch(
+        store._conn,
+        d.sql(
+            f"SELECT decision_seq, reviewer, {LABEL}, count(*) FROM feedback "
+            f"WHERE {d.any_of('decision_seq')} AND kind < 2 AND seq <= ? GROUP BY 1, 2, 3"
+        ),
+        (d.array(items.tolist()), int(before)),
+        ["i64"] * 4,
+    )
+    ones = np.ones(len(item), dtype=np.int64)
+    states = (
+        tuple(np.concatenate([o, x]) for o, x in zip(old, (item, reviewer, label, ones), strict=True)),
+        old,
+    )
+    seg_of, bucket_of = segment[first], bucket[first]
+    k = store.actions.k
+    agree_keys, agree_vals, fl_keys, fl_vals = [], [], [], []
+    for (it_seq, rev, lab, m), sign in zip(states, (1, -1), strict=True):
+        if not it_seq.size:
+            continue
+        it = np.searchsorted(items, it_seq)
+        w = m.astype(np.float64)
+        valid, agree = agreement_terms(it, lab, k, w)
+        agree_keys.append(np.stack([rev, seg_of[it], bucket_of[it]], axis=1))
+        agree_vals.append(np.stack([sign * m * valid, sign * m * agree], axis=1))
+        kept, counts, p_i = fleiss_item_terms(it, lab, k, w)
+        g = np.stack([seg_of[kept], bucket_of[kept]], axis=1)
+        # label -1: (items, Σ P_i); label j: (Σ n_ij, 0)
+        fl_keys.append(np.column_stack([g, np.full(len(kept), -1)]))
+        fl_vals.append(np.stack([np.full(len(kept), sign), sign * p_i], axis=1))
+        for j in range(k):
+            fl_keys.append(np.column_stack([g, np.full(len(kept), j)]))
+            fl_vals.append(np.stack([sign * counts[:, j], np.zeros(len(kept))], axis=1))
+    if agree_keys:
+        a = np.concatenate(agree_vals).astype(np.float64)
+        _add(store, STAT_AGREE, list(np.concatenate(agree_keys).T), [a[:, 0], a[:, 1]])
+    if fl_keys:
+        f = np.concatenate(fl_vals).astype(np.float64)
+        _add(store, STAT_FLEISS, list(np.concatenate(fl_keys).T), [f[:, 0], f[:, 1]])
 
 
 _ALL_ITEMS = (
@@ -362,8 +473,12 @@ def read(
 
 
 def _time(lo: int | None, hi: int | None) -> list[str]:
-    out = [f"d_ts >= {int(lo)}"] if lo is not None else []
-    return out + ([f"d_ts < {int(hi)}"] if hi is not None else [])
+    """Feedback on decisions timed in ``[lo, hi)`` (through the decisions' time index)."""
+    cond = [f"ts >= {int(lo)}"] if lo is not None else []
+    cond += [f"ts < {int(hi)}"] if hi is not None else []
+    if not cond:
+        return []
+    return [f"decision_seq IN (SELECT seq FROM decisions WHERE {' AND '.join(cond)})"]
 
 
 def _split(
