@@ -168,9 +168,7 @@ def _arrow_column(col: Any, field: str) -> Any:
         trimmed = pc.utf8_trim_whitespace(col)
         mm = pc.min_max(pc.utf8_length(trimmed)).as_py()
         has_nul = bool(pc.any(pc.match_substring(trimmed, "\x00")).as_py())
-        return CheckedStrings(
-            trimmed.to_pylist(), mm["min"] or 0, mm["max"] or 0, has_nul, trimmed
-        )
+        return CheckedStrings(trimmed.to_pylist(), mm["min"] or 0, mm["max"] or 0, has_nul, trimmed)
     return col.to_pylist()
 
 

@@ -493,9 +493,10 @@ class PostgresDialect(Dialect):
         table = pa.table({c: _arrow(columns[c], t) for c, t in types.items()})
         buf = io.BytesIO()
         pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False))
-        with conn.cursor() as cur, cur.copy(
-            f"COPY {name} ({', '.join(types)}) FROM STDIN (FORMAT csv)"
-        ) as cp:
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY {name} ({', '.join(types)}) FROM STDIN (FORMAT csv)") as cp,
+        ):
             cp.write(buf.getbuffer())
 
     def fetch(self, conn: Any, sql: str, params: Sequence[Any], types: Sequence[str]) -> list[Any]:

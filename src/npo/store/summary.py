@@ -267,7 +267,9 @@ def _agreement(
     )
     ones = np.ones(len(item), dtype=np.int64)
     states = (
-        tuple(np.concatenate([o, x]) for o, x in zip(old, (item, reviewer, label, ones), strict=True)),
+        tuple(
+            np.concatenate([o, x]) for o, x in zip(old, (item, reviewer, label, ones), strict=True)
+        ),
         old,
     )
     seg_of, bucket_of = segment[first], bucket[first]
