@@ -69,7 +69,7 @@ class SQLStore(Store):
         self._codes_cache: dict[tuple[int, str], int] = {}
         self._scan_conn: Any = None
         key = audit_key.encode() if isinstance(audit_key, str) else audit_key
-        key = key if key is not None else env_key()
+        key = (key if key is not None else env_key()) or None  # "": unkeyed, whatever the env
         self._conn, new = dialect.connect(create=actions is not None)
         try:
             if new:
@@ -126,6 +126,11 @@ class SQLStore(Store):
     @property
     def url(self) -> str:
         return getattr(self._dialect, "url", self.where)
+
+    @property
+    def audit_keyed(self) -> bool:
+        """Whether the audit chain is keyed (HMAC; see :mod:`npo.store.audit`)."""
+        return self._audit.keyed_id is not None
 
     def _translate(self, exc: BaseException) -> BaseException:
         return self._dialect.translate(exc) or exc
