@@ -3,6 +3,7 @@ audited configuration, on both backends; concurrency with real processes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 import time
@@ -183,7 +184,7 @@ def test_leases_exclude_each_other_across_processes(store_url: str) -> None:
     assert len(spans) > 10
     holders = {s[3] for s in spans}
     assert len(holders) >= 2  # they did compete
-    for (s1, e1, f1, _), (s2, _e2, f2, _) in zip(spans, spans[1:], strict=False):
+    for (_s1, e1, f1, _), (s2, _e2, f2, _) in itertools.pairwise(spans):
         assert e1 <= s2, "two processes held the lease at the same time"
         assert f2 > f1  # every change of hands raised the fence
 
