@@ -146,21 +146,23 @@ def test_lease_acquire_renew_release_and_expiry_by_the_database_clock(store: Sto
         store.acquire_lease("retrain", "worker-a", ttl_s=0)
 
 
-def _hold(url: str, name: str, rounds: int, out: Any) -> None:
-    """Try to take the lease; while holding it, record (start, end, fence) with the
-    system-wide monotonic clock, then release it."""
+def _hold(url: str, name: str, times: int, start: Any, out: Any) -> None:
+    """Take the lease ``times`` times; while holding it, record (start, end, fence) with
+    the system-wide monotonic clock, then release it and let the others try."""
     spans = []
     with open_store(url) as s:
-        for _ in range(rounds):
+        start.wait(60)
+        deadline = time.monotonic() + 60
+        while len(spans) < times and time.monotonic() < deadline:
             lease = s.acquire_lease("leader", name, ttl_s=30)
             if lease is None:
-                time.sleep(0.002)
+                time.sleep(0.001)
                 continue
-            start = time.monotonic()
-            time.sleep(0.01)
-            end = time.monotonic()
-            spans.append((start, end, lease.fence))
+            t0 = time.monotonic()
+            time.sleep(0.005)
+            spans.append((t0, time.monotonic(), lease.fence))
             assert s.release_lease("leader", name)
+            time.sleep(0.005)
     out.put((name, spans))
 
 
@@ -168,22 +170,24 @@ def test_leases_exclude_each_other_across_processes(store_url: str) -> None:
     open_store(store_url, A).close()
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
+    start = ctx.Event()
     names = [f"w{i}" for i in range(3)]
-    procs = [ctx.Process(target=_hold, args=(store_url, n, 60, out)) for n in names]
+    procs = [ctx.Process(target=_hold, args=(store_url, n, 15, start, out)) for n in names]
     for p in procs:
         p.start()
+    time.sleep(0.5)
+    start.set()
     for p in procs:
         p.join(120)
     assert all(p.exitcode == 0 for p in procs)
     spans = sorted(
-        (start, end, fence, name)
+        (t0, t1, fence, name)
         for _ in procs
         for name, held in [out.get(timeout=5)]
-        for start, end, fence in held
+        for t0, t1, fence in held
     )
-    assert len(spans) > 10
-    holders = {s[3] for s in spans}
-    assert len(holders) >= 2  # they did compete
+    assert {s[3] for s in spans} == set(names)  # every one held it in turn
+    assert len(spans) == 45
     for (_s1, e1, f1, _), (s2, _e2, f2, _) in itertools.pairwise(spans):
         assert e1 <= s2, "two processes held the lease at the same time"
         assert f2 > f1  # every change of hands raised the fence
