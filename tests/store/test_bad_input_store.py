@@ -246,3 +246,28 @@ def test_feedback_without_a_time_on_a_future_decision_is_not_before_it(store: St
     store.ingest_feedback([f])
     lf = store.labelled()
     assert lf.feedback_time[-1] == lf.decision_time[-1]
+
+
+def test_csv_review_and_shadow_columns(store: Store, tmp_path: Path) -> None:
+    from npo.ingest import ingest_file
+
+    f = tmp_path / "dec.csv"
+    head = "id,scenario_id,policy_version,scores,action,shadow_action,propensity,review"
+    f.write_text(
+        f"{head}\n"
+        "d1,s1,p1,0.7;0.2;0.1,reboot,,0.5,true\n"
+        "d2,s2,p1,0.7;0.2;0.1,DEFER,reboot,1,\n"
+        "d3,s3,p1,0.7;0.2;0.1,reboot,reboot,0.5,0\n"
+    )
+    s = ingest_file(store, f)
+    assert s.ok and s.inserted == 3, s.to_dict()
+    da = store.decisions()
+    assert da.review.tolist() == [1, -1, 0]
+    assert da.shadow.tolist() == [-2, 0, -2]  # d3's shadow is the served action: none
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"{head}\nd4,s4,p1,0.7;0.2;0.1,reboot,,0.5,maybe\n")
+    before = snapshot(store)
+    s = ingest_file(store, bad)
+    assert [(e.line, e.field) for e in s.errors] == [(2, "review")]
+    assert "expected true or false, got 'maybe'" in s.errors[0].reason
+    assert snapshot(store) == before
