@@ -540,10 +540,10 @@ def _arrow(values: Any, typ: str) -> Any:
     arrow = getattr(values, "arrow", None)  # strings already in Arrow (npo.domain.batch)
     if arrow is not None:
         return arrow
-    return pa.array(values, _ARROW[typ])
+    return pa.array(values, ARROW_TYPES[typ])
 
 
-_ARROW = {
+ARROW_TYPES = {
     "i64": pa.int64(),
     "i32": pa.int32(),
     "i16": pa.int16(),

@@ -21,6 +21,7 @@ import numpy as np
 from npo.domain.rules import to_us
 from npo.errors import ItemError, ValidationFailed
 from npo.store.base import DecisionArrays, LabelledFeedback
+from npo.store.dialect import ARROW_TYPES
 from npo.store.schema import BY_NAME
 from npo.store.summary import LABEL
 
@@ -187,26 +188,12 @@ def scan(
         a = out.column(c)
         typ = types.get(c, "i16")
         if out.num_rows == 0:
-            a = pa.chunked_array([], _arrow_type(typ))
+            a = pa.chunked_array([], ARROW_TYPES["i64" if typ == "seq" else typ])
         names = NAME_COLUMNS_FEEDBACK if kind == "feedback" else NAME_COLUMNS
         if c in names:
             a = _dictionary(a, store._names_of(names[c]))
         arrays.append(a)
     return pa.table(dict(zip(cols, arrays, strict=True)))
-
-
-def _arrow_type(typ: str) -> Any:
-    import pyarrow as pa
-
-    return {
-        "seq": pa.int64(),
-        "i64": pa.int64(),
-        "i32": pa.int32(),
-        "i16": pa.int16(),
-        "f64": pa.float64(),
-        "text": pa.string(),
-        "blob": pa.binary(),
-    }[typ]
 
 
 def _dictionary(col: Any, names: dict[int, str]) -> Any:
