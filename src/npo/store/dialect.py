@@ -155,6 +155,28 @@ class Dialect(ABC):
         """Replace the staging table's rows by ``columns`` (name -> numpy array or list, in
         any order; every stage column present), inside the current transaction."""
 
+    def append(
+        self,
+        conn: Any,
+        table: str,
+        stage: str,
+        columns: Mapping[str, Any],
+        write: Sequence[str],
+        *,
+        in_id_order: bool,
+    ) -> int:
+        """Insert the rows whose id is new (``INSERT … ON CONFLICT (id) DO NOTHING``);
+        the number inserted. Afterwards ``stage`` holds the rows if any was skipped."""
+        self.load_stage(conn, stage, columns)
+        cols = ", ".join(write)
+        order = " ORDER BY id" if in_id_order else ""
+        return int(
+            conn.execute(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} WHERE 1 = 1{order} "
+                "ON CONFLICT (id) DO NOTHING"
+            ).rowcount
+        )
+
     @abstractmethod
     def fetch(self, conn: Any, sql: str, params: Sequence[Any], types: Sequence[str]) -> list[Any]:
         """Run a query on the write connection (it sees the current transaction); its
@@ -336,6 +358,31 @@ class SQLiteDialect(Dialect):
         rows = zip(*(_pylist(columns[c]) for c in order), strict=True)
         marks = ", ".join("?" * len(order))
         conn.executemany(f"INSERT INTO temp.{name} ({', '.join(order)}) VALUES ({marks})", rows)
+
+    def append(
+        self,
+        conn: Any,
+        table: str,
+        stage: str,
+        columns: Mapping[str, Any],
+        write: Sequence[str],
+        *,
+        in_id_order: bool,
+    ) -> int:
+        """``executemany`` straight into the table (one writer at a time: no id order
+        needed); the batch is staged only when an id was skipped."""
+        before = conn.total_changes
+        marks = ", ".join("?" * len(write))
+        rows = zip(*(_pylist(columns[c]) for c in write), strict=True)
+        conn.executemany(
+            f"INSERT INTO {table} ({', '.join(write)}) VALUES ({marks}) "
+            "ON CONFLICT (id) DO NOTHING",
+            rows,
+        )
+        inserted = conn.total_changes - before
+        if inserted < len(columns["id"]):
+            self.load_stage(conn, stage, columns)
+        return inserted
 
     def fetch(self, conn: Any, sql: str, params: Sequence[Any], types: Sequence[str]) -> list[Any]:
         rows = conn.execute(sql, params).fetchall()

@@ -209,7 +209,6 @@ def _write(store: Any, kind: str, checked: Checked, keep: list[int] | None) -> I
     """The fast path, inside the batch's transaction; raises _Rejected on any problem."""
     d = store._dialect
     conn = store._conn
-    cols = ", ".join(WRITE[kind])
     before = 0
     if kind == "feedback":
         store._lock_writers("feedback")
@@ -217,15 +216,18 @@ def _write(store: Any, kind: str, checked: Checked, keep: list[int] | None) -> I
         if _resolve(store, checked):
             raise _Rejected
     stage = f"stage_{kind}"
-    d.load_stage(conn, stage, _stage_columns(store, kind, checked, keep))
     n_rows = checked.n if keep is None else len(keep)
-    inserted = store._x(
-        f"INSERT INTO {kind} ({cols}) SELECT {cols} FROM {stage} WHERE 1 = 1"
-        # id order: concurrent writers of shared ids lock them in one order (feedback
-        # writers are serialised anyway)
-        + (" ORDER BY id" if kind != "feedback" else "")
-        + " ON CONFLICT (id) DO NOTHING"
-    ).rowcount
+    # new ids appended, re-sent ones skipped; the staging table holds the batch whenever
+    # something was skipped (concurrent writers of shared ids lock them in id order;
+    # feedback writers are serialised anyway)
+    inserted = d.append(
+        conn,
+        kind,
+        stage,
+        _stage_columns(store, kind, checked, keep),
+        WRITE[kind],
+        in_id_order=kind != "feedback",
+    )
     if inserted < n_rows:
         conflict = store._x(
             f"SELECT 1 FROM {stage} t JOIN {kind} e ON e.id = t.id "
