@@ -91,9 +91,8 @@ class SQLStore(Store):
             self._actions = stored
             self.bucket_us = int(meta["bucket_us"])
             self._audit = AuditLog(self, meta.get("audit_key_id"), key)
-            if not dialect.read_only:
-                for name, cols in events.STAGES.items():
-                    dialect.create_stage(self._conn, name, cols)
+            for name, cols in events.STAGES.items():  # temporary: fine when read-only
+                dialect.create_stage(self._conn, name, cols)
         except BaseException:
             self._conn.close()
             self._dialect.close()

@@ -501,9 +501,9 @@ def _split(
 
 def _cells(store: Any, by: str | None, raw: list[tuple[Any, ...]], window_us: int | None) -> Cells:
     if raw:
-        a = np.array(raw, dtype=np.float64)
-        g, d, y, k = (a[:, i].astype(np.int64) for i in range(4))
-        n, sw, sw2 = a[:, 4].astype(np.int64), a[:, 5], a[:, 6]
+        group, decision, label, kind, n, sw, sw2 = zip(*raw, strict=True)  # the SELECT's order
+        g, d, y, k, n = (np.asarray(c, dtype=np.int64) for c in (group, decision, label, kind, n))
+        sw, sw2 = np.asarray(sw, dtype=np.float64), np.asarray(sw2, dtype=np.float64)
     else:
         g = d = y = k = n = np.zeros(0, dtype=np.int64)
         sw = sw2 = np.zeros(0)
