@@ -54,6 +54,7 @@ ACTIONS = ActionSpace(["approve", "reject", "escalate"])
 T0_US = 1_767_225_600_000_000  # 2026-01-01
 SPAN_US = 90 * 86_400_000_000
 CHUNK = 500_000  # decisions per generated chunk
+DATA_VERSION = 3  # bump when the generated data or the store's layout change
 SCAN_COLUMNS = ["d_action", "kind", "action", "propensity"]
 BARE_JOIN = (
     "SELECT d.action, f.kind, f.action, d.propensity FROM feedback f "
@@ -128,11 +129,12 @@ def chunks(m: int, seed: int = 0) -> Any:
 def build(n: int) -> tuple[Path, Path]:
     """The NPO store and the bare peer for ``n`` feedback events (built once)."""
     DATA.mkdir(exist_ok=True)
-    npo_db, bare_db = DATA / f"store-npo-{n}.db", DATA / f"store-bare-{n}.db"
-    done = DATA / f"store-{n}.done"
+    tag = f"v{DATA_VERSION}-{n}"
+    npo_db, bare_db = DATA / f"store-npo-{tag}.db", DATA / f"store-bare-{tag}.db"
+    done = DATA / f"store-{tag}.done"
     if done.exists() and npo_db.exists() and bare_db.exists():
         return npo_db, bare_db
-    for p in DATA.glob(f"store-*-{n}.db*"):
+    for p in DATA.glob(f"store-*-{n}.*"):  # older versions of this size
         p.unlink()
     codes = {"like": 0, "override": 1, "abstain": 2}
     acts = {a: i for i, a in enumerate(ACTIONS.actions)} | {"DEFER": -1}
@@ -203,11 +205,7 @@ else:
     store.scan("feedback", cols, until=__import__("datetime").datetime(1971, 1, 1))  # connect
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    table = store.scan("feedback", cols)
-    arrays = {}
-    for c in cols:  # one column at a time into numpy
-        arrays[c] = table.column(c).to_numpy()
-    del table
+    arrays = store.scan("feedback", cols, as_numpy=True)
     secs = time.perf_counter() - t
     n = len(arrays[cols[0]])
     nbytes = sum(a.nbytes for a in arrays.values())

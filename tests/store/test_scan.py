@@ -107,3 +107,13 @@ def test_scan_empty_results_have_the_schema_types(store: Store) -> None:
 def test_scan_rejects_unknown_names(store: Store, kind: str, columns: Any, match: str) -> None:
     with pytest.raises(ValidationFailed, match=match):
         store.scan(kind, columns)  # type: ignore[arg-type]
+
+
+def test_scan_as_numpy(store: Store) -> None:
+    seed(store)
+    got = store.scan("feedback", ["id", "kind", "propensity", "reviewer"], as_numpy=True)
+    assert got["kind"].tolist() == [1, 0, 2] and got["propensity"].dtype.kind == "f"
+    assert got["id"].tolist() == ["f0", "f1", "f2"]
+    assert got["reviewer"].tolist() == ["bo", "ann", "ann"]
+    empty = store.scan("feedback", ["kind"], segment="nowhere", as_numpy=True)
+    assert empty["kind"].shape == (0,)

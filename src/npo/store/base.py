@@ -267,10 +267,13 @@ class Store(ABC):
         until: datetime | None = None,
         segment: str | None = None,
         policy_version: str | None = None,
+        as_numpy: bool = False,
     ) -> Any:
         """Rows of ``kind`` as a ``pyarrow.Table`` of the chosen columns (all when None),
         read without per-row Python; names come dictionary-encoded. Time filters apply to
-        the decision time (feedback) or the event time."""
+        the decision time (feedback) or the event time. ``as_numpy``: a dict of numpy
+        arrays, converted one column at a time (peak memory: the Arrow result plus one
+        column)."""
 
     @abstractmethod
     def summary(

@@ -45,29 +45,39 @@ def arrow(store: Any, sql: str) -> Any:
             cur.close()
 
 
-def column(t: Any, name: str, dtype: Any) -> np.ndarray:
-    """One column as a numpy array of ``dtype`` (empty results have no reliable types)."""
-    col = t.column(name)
-    if t.num_rows == 0:
-        return np.empty(0, dtype=dtype)
-    return np.asarray(col.to_numpy(), dtype=dtype)
+class Columns:
+    """The columns of a query result, handed out once each as numpy arrays: the Arrow
+    buffers of a column are released as soon as it is converted, so the peak memory is
+    the Arrow result plus one converted column, not twice everything."""
+
+    def __init__(self, table: Any) -> None:
+        self.n = table.num_rows
+        self._cols = {name: table.column(name) for name in table.column_names}
+
+    def take(self, name: str, dtype: Any) -> np.ndarray:
+        col = self._cols.pop(name)
+        if self.n == 0:  # empty results have no reliable types
+            return np.empty(0, dtype=dtype)
+        return np.asarray(col.to_numpy(), dtype=dtype)
+
+    def strings(self, name: str) -> np.ndarray:
+        col = self._cols.pop(name)
+        if self.n == 0:
+            return np.empty(0, dtype=object)
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
+
+    def matrix(self, name: str, k: int | None) -> np.ndarray:
+        """A column of little-endian float64 blobs -> (n, k) (rows padded with nan when the
+        lengths differ, e.g. features)."""
+        col = self._cols.pop(name)
+        if self.n == 0:
+            return np.empty((0, k or 0), dtype=np.float64)
+        return _blob_matrix(col, self.n, k)
 
 
-def strings(t: Any, name: str) -> np.ndarray:
-    if t.num_rows == 0:
-        return np.empty(0, dtype=object)
-    return np.asarray(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
-
-
-def matrix(t: Any, name: str, k: int | None) -> np.ndarray:
-    """A column of little-endian float64 blobs -> (n, k) (rows padded with nan when the
-    lengths differ, e.g. features)."""
+def _blob_matrix(col: Any, n: int, k: int | None) -> np.ndarray:
     import pyarrow as pa
 
-    n = t.num_rows
-    if n == 0:
-        return np.empty((0, k or 0), dtype=np.float64)
-    col = t.column(name)
     parts, lens = [], []
     for chunk in col.chunks:
         chunk = chunk.cast(pa.large_binary())
@@ -108,11 +118,9 @@ def codes_to_present(
     return remap[inv], tuple(labels[i] for i in order)
 
 
-def _decode(store: Any, t: Any, columns: Sequence[str]) -> list[Any]:
+def _decode(store: Any, t: Columns, columns: Sequence[str]) -> list[Any]:
     """Per name column: (codes into the sorted names present, those names)."""
-    kinds = {"segment": "segment", "reviewer": "reviewer", "policy": "policy"}
-    kinds["threshold"] = "threshold"
-    return [codes_to_present(column(t, c, np.int64), store._names_of(kinds[c])) for c in columns]
+    return [codes_to_present(t.take(c, np.int64), store._names_of(c)) for c in columns]
 
 
 def _where(
@@ -152,9 +160,11 @@ def scan(
     until: datetime | None,
     segment: str | None,
     policy_version: str | None,
+    as_numpy: bool = False,
 ) -> Any:
     """``Store.scan``: the chosen columns of ``kind`` as a pyarrow Table, in ``seq`` order;
-    name columns dictionary-encoded; ``label`` is available for feedback."""
+    name columns dictionary-encoded; ``label`` is available for feedback. ``as_numpy``:
+    a dict of numpy arrays instead, converted one column at a time (names decoded)."""
     import pyarrow as pa
 
     if kind not in _TIME:
@@ -181,6 +191,19 @@ def scan(
         else:
             exprs.append(f"t.{c}")
     sql = f"SELECT {', '.join(exprs)} FROM {kind} t WHERE {where or '1 = 0'} ORDER BY t.seq"
+    names = NAME_COLUMNS_FEEDBACK if kind == "feedback" else NAME_COLUMNS
+    if as_numpy:
+        count = store._x(f"SELECT count(*) FROM {kind} t WHERE {where or '1 = 0'}").fetchone()
+        arrays = _stream(store, sql, cols, int(count[0]))
+        for c in set(arrays) & set(names):
+            decode = np.array(
+                [store._names_of(names[c]).get(i, "") for i in range(int(arrays[c].max()) + 1)]
+                if arrays[c].size
+                else [],
+                dtype=object,
+            )
+            arrays[c] = decode[arrays[c]]
+        return arrays
     out = arrow(store, sql)
     types = {c.name: c.type for c in table.columns}
     arrays = []
@@ -194,6 +217,32 @@ def scan(
             a = _dictionary(a, store._names_of(names[c]))
         arrays.append(a)
     return pa.table(dict(zip(cols, arrays, strict=True)))
+
+
+def _stream(store: Any, sql: str, cols: list[str], n: int) -> dict[str, np.ndarray]:
+    """The query's columns straight from the database's record batches into numpy arrays
+    of ``n`` rows (counted first): the peak memory is the arrays plus one batch."""
+    out: dict[str, np.ndarray] = {}
+    pos = 0
+    with store._lock:
+        cur = store._scan_cursor()
+        try:
+            cur.execute(sql)
+            for batch in cur.fetch_record_batch():
+                m = batch.num_rows
+                for c in cols:
+                    part = batch.column(c).to_numpy(zero_copy_only=False)
+                    if c not in out:
+                        out[c] = np.empty(n, dtype=part.dtype)
+                    if pos + m > len(out[c]):  # rows appended since the count
+                        out[c] = np.resize(out[c], pos + m)
+                    out[c][pos : pos + m] = part
+                pos += m
+        except Exception as exc:
+            raise store._translate(exc) from None
+        finally:
+            cur.close()
+    return {c: out[c][:pos] if c in out else np.empty(0) for c in cols}
 
 
 def _dictionary(col: Any, names: dict[int, str]) -> Any:
@@ -226,34 +275,34 @@ def labelled(
         f"d.scenario_id{feats} FROM feedback f JOIN decisions d ON d.seq = f.decision_seq{join} "
         f"WHERE {where or '1 = 0'} ORDER BY f.seq"
     )
-    t = arrow(store, sql)
-    decision = column(t, "d_action", np.int16)
-    kind = column(t, "kind", np.int8)
-    action = column(t, "action", np.int16)
+    t = Columns(arrow(store, sql))
+    decision = t.take("d_action", np.int16)
+    kind = t.take("kind", np.int8)
+    action = t.take("action", np.int16)
     label = np.where(kind == 0, decision, np.where(kind == 1, action, -1)).astype(np.int16)
     (seg, segs), (rev, revs), (pv, pvs), (tv, tvs) = _decode(
         store, t, ("segment", "reviewer", "policy", "threshold")
     )
     return LabelledFeedback(
-        feedback_id=strings(t, "feedback_id"),
-        decision_id=strings(t, "decision_id"),
+        feedback_id=t.strings("feedback_id"),
+        decision_id=t.strings("decision_id"),
         decision=decision,
         label=label,
         kind=kind,
-        propensity=column(t, "propensity", np.float64),
-        scores=matrix(t, "scores", store.actions.k),
+        propensity=t.take("propensity", np.float64),
+        scores=t.matrix("scores", store.actions.k),
         segment=seg,
         reviewer=rev,
         policy_version=pv,
         threshold_version=tv,
-        decision_time=column(t, "d_ts", np.int64),
-        feedback_time=column(t, "ts", np.int64),
+        decision_time=t.take("d_ts", np.int64),
+        feedback_time=t.take("ts", np.int64),
         segments=segs,
         reviewers=revs,
         policy_versions=pvs,
         threshold_versions=tvs,
-        features=matrix(t, "features", None) if with_features else None,
-        scenario_id=strings(t, "scenario_id"),
+        features=t.matrix("features", None) if with_features else None,
+        scenario_id=t.strings("scenario_id"),
     )
 
 
@@ -261,11 +310,13 @@ def decisions(
     store: Any, since: datetime | None, until: datetime | None, segment: str | None
 ) -> DecisionArrays:
     where = _where(store, "decisions", "d", since, until, segment, None) or "1 = 0"
-    t = arrow(
-        store,
-        "SELECT d.seq, d.id, d.action, d.propensity, d.scores, d.segment, d.policy, "
-        "d.threshold, d.ts, COALESCE(d.shadow, -2) AS shadow, COALESCE(d.review, -1) AS review "
-        f"FROM decisions d WHERE {where} ORDER BY d.seq",
+    t = Columns(
+        arrow(
+            store,
+            "SELECT d.seq, d.id, d.action, d.propensity, d.scores, d.segment, d.policy, "
+            "d.threshold, d.ts, COALESCE(d.shadow, -2) AS shadow, COALESCE(d.review, -1) AS review "
+            f"FROM decisions d WHERE {where} ORDER BY d.seq",
+        )
     )
     fwhere = _where(store, "feedback", "f", since, until, segment, None) or "1 = 0"
     fb = arrow(
@@ -273,17 +324,18 @@ def decisions(
         f"SELECT f.decision_seq, f.kind, {LABEL} AS label FROM feedback f WHERE {fwhere} "
         "ORDER BY f.ts, f.seq",
     )
-    seq = column(t, "seq", np.int64)
+    seq = t.take("seq", np.int64)
     n = seq.size
     reviewed = np.zeros(n, dtype=bool)
     label = np.full(n, -1, dtype=np.int16)
     abstained = np.zeros(n, dtype=bool)
     if fb.num_rows:
-        pos = np.searchsorted(seq, column(fb, "decision_seq", np.int64))
-        pos = np.minimum(pos, max(n - 1, 0))
-        ok = (seq[pos] == column(fb, "decision_seq", np.int64)) if n else np.zeros(0, bool)
-        kind = column(fb, "kind", np.int8)
-        lab = column(fb, "label", np.int16)
+        f = Columns(fb)
+        dseq = f.take("decision_seq", np.int64)
+        pos = np.minimum(np.searchsorted(seq, dseq), max(n - 1, 0))
+        ok = (seq[pos] == dseq) if n else np.zeros(0, bool)
+        kind = f.take("kind", np.int8)
+        lab = f.take("label", np.int16)
         is_lab = ok & (kind < 2)
         first_pos, first_idx = np.unique(pos[is_lab], return_index=True)
         reviewed[first_pos] = True
@@ -292,14 +344,14 @@ def decisions(
         abstained &= ~reviewed
     (seg, segs), (pv, pvs), (tv, tvs) = _decode(store, t, ("segment", "policy", "threshold"))
     return DecisionArrays(
-        decision_id=strings(t, "id"),
-        decision=column(t, "action", np.int16),
-        propensity=column(t, "propensity", np.float64),
-        scores=matrix(t, "scores", store.actions.k),
+        decision_id=t.strings("id"),
+        decision=t.take("action", np.int16),
+        propensity=t.take("propensity", np.float64),
+        scores=t.matrix("scores", store.actions.k),
         segment=seg,
         policy_version=pv,
         threshold_version=tv,
-        decision_time=column(t, "ts", np.int64),
+        decision_time=t.take("ts", np.int64),
         reviewed=reviewed,
         label=label,
         abstained=abstained,
@@ -307,6 +359,6 @@ def decisions(
         policy_versions=pvs,
         threshold_versions=tvs,
         seq=seq,
-        shadow=column(t, "shadow", np.int16),
-        review=column(t, "review", np.int8),
+        shadow=t.take("shadow", np.int16),
+        review=t.take("review", np.int8),
     )

@@ -152,6 +152,22 @@ STAT_FLEISS = Table(
     append_only=False,
 )
 
+
+def _all_time(t: Table) -> Table:
+    """The same statistics summed over every time bucket: what unfiltered reads use, so
+    they cost O(keys) whatever the length of history."""
+    return Table(
+        f"{t.name}_all",
+        tuple(c for c in t.columns if c.name != "bucket"),
+        tuple(c for c in t.primary_key if c != "bucket"),
+        append_only=False,
+    )
+
+
+STAT_TABLES = (STAT_CELL, STAT_REVIEWER, STAT_AGREE, STAT_FLEISS)
+#: bucketed stat table -> its all-time twin
+ALL_TIME = {t.name: _all_time(t) for t in STAT_TABLES}
+
 TABLES = (
     META,
     NAMES,
@@ -169,8 +185,8 @@ TABLES = (
     STAT_REVIEWER,
     STAT_AGREE,
     STAT_FLEISS,
+    *ALL_TIME.values(),
 )
 BY_NAME = {t.name: t for t in TABLES}
-STAT_TABLES = (STAT_CELL, STAT_REVIEWER, STAT_AGREE, STAT_FLEISS)
 #: what :meth:`Store.counts` reports
 COUNTED = ("scenarios", "decisions", "feedback", "policies", "thresholds", "audit")

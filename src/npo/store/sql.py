@@ -324,8 +324,9 @@ class SQLStore(Store):
         until: datetime | None = None,
         segment: str | None = None,
         policy_version: str | None = None,
+        as_numpy: bool = False,
     ) -> Any:
-        return scan.scan(self, kind, columns, since, until, segment, policy_version)
+        return scan.scan(self, kind, columns, since, until, segment, policy_version, as_numpy)
 
     def summary(
         self,

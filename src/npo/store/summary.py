@@ -2,7 +2,9 @@
 
 Tables (keys -> sums; ``w = 1/p``; ``bucket`` = the decision time's bucket, one day unless
 the store was created with another ``bucket_s``; ``label`` = the decision for a like, the
-named action for an override, -1 for an abstention):
+named action for an override, -1 for an abstention). Each has an all-time twin
+(``stat_cell_all`` …, the same keys without ``bucket``) that reads without a time filter
+use, so they cost O(keys) whatever the length of history:
 
 - ``stat_cell``: (policy, threshold, segment, bucket, decision, label, kind) ->
   ``n``, ``Σw``, ``Σw²``;
@@ -37,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from npo.store.schema import STAT_AGREE, STAT_CELL, STAT_FLEISS, STAT_REVIEWER, Table
+from npo.store.schema import ALL_TIME, STAT_AGREE, STAT_CELL, STAT_FLEISS, STAT_REVIEWER, Table
 
 LABEL = "CASE kind WHEN 0 THEN d_action WHEN 1 THEN action ELSE -1 END"
 ROW_SUMS = "count(*), sum(1.0 / propensity), sum(1.0 / (propensity * propensity))"
@@ -178,9 +180,10 @@ def apply(store: Any, new: dict[str, np.ndarray], before: int) -> None:
     label = np.where(kind == 0, new["d_action"], np.where(kind == 1, new["action"], -1))
     w = 1.0 / new["propensity"]
     sums = [np.ones_like(w), w, w * w]
-    cell = [new["d_action"], label, kind]
-    _add(store, STAT_CELL, [new["policy"], new["threshold"], new["segment"], bucket, *cell], sums)
-    _add(store, STAT_REVIEWER, [new["reviewer"], new["segment"], bucket, *cell], sums)
+    cell = {"decision": new["d_action"], "label": label, "kind": kind, "bucket": bucket}
+    cell.update({c: new[c] for c in ("policy", "threshold", "segment", "reviewer")})
+    _add(store, STAT_CELL, cell, sums)
+    _add(store, STAT_REVIEWER, cell, sums)
     lab = kind < 2
     if lab.any():
         _agreement(
@@ -194,18 +197,21 @@ def apply(store: Any, new: dict[str, np.ndarray], before: int) -> None:
         )
 
 
-def _add(store: Any, table: Table, keys: list[np.ndarray], values: list[np.ndarray]) -> None:
-    """``table[key] += Σ values`` per distinct key (one upsert per key)."""
-    k = np.stack([np.asarray(a, dtype=np.int64) for a in keys], axis=1)
-    if not len(k):
-        return
+def _add(store: Any, table: Table, keys: dict[str, np.ndarray], values: list[np.ndarray]) -> None:
+    """``table[key] += Σ values`` per distinct key, and the same in its all-time twin."""
+    for t in (table, ALL_TIME[table.name]):
+        k = np.stack([np.asarray(keys[c], dtype=np.int64) for c in t.primary_key], axis=1)
+        if len(k):
+            _upsert_sums(store, t, k, values)
+
+
+def _upsert_sums(store: Any, table: Table, k: np.ndarray, values: list[np.ndarray]) -> None:
     uniq, inv = _distinct_rows(k)
     sums = [np.bincount(inv, weights=v, minlength=len(uniq)) for v in values]
     nonzero = np.flatnonzero(np.any(np.stack(sums) != 0, axis=0))
     if not nonzero.size:
         return
-    ints = len(table.names) - len(values)
-    add = table.names[ints:]
+    add = table.names[len(table.primary_key) :]
     rows = [
         (*uniq[g].tolist(), *(_num(s[g], name) for s, name in zip(sums, add, strict=True)))
         for g in nonzero
@@ -293,10 +299,13 @@ def _agreement(
             fl_vals.append(np.stack([sign * counts[:, j], np.zeros(len(kept))], axis=1))
     if agree_keys:
         a = np.concatenate(agree_vals).astype(np.float64)
-        _add(store, STAT_AGREE, list(np.concatenate(agree_keys).T), [a[:, 0], a[:, 1]])
+        rev, seg, buck = np.concatenate(agree_keys).T
+        keys = {"reviewer": rev, "segment": seg, "bucket": buck}
+        _add(store, STAT_AGREE, keys, [a[:, 0], a[:, 1]])
     if fl_keys:
         f = np.concatenate(fl_vals).astype(np.float64)
-        _add(store, STAT_FLEISS, list(np.concatenate(fl_keys).T), [f[:, 0], f[:, 1]])
+        seg, buck, lab = np.concatenate(fl_keys).T
+        _add(store, STAT_FLEISS, {"segment": seg, "bucket": buck, "label": lab}, [f[:, 0], f[:, 1]])
 
 
 _ALL_ITEMS = (
@@ -309,12 +318,17 @@ def _full_selects(store: Any) -> dict[Table, str]:
     """Each stat table's full content as computed from every feedback row."""
     b = store.bucket_us
     _stage_agreement(store, _agreement_rows(_ALL_ITEMS, [(1, "1 = 1")], b))
-    return {
+    out = {
         STAT_CELL: _cells_from_rows(_row_keys(STAT_CELL, b), "1 = 1"),
         STAT_REVIEWER: _cells_from_rows(_row_keys(STAT_REVIEWER, b), "1 = 1"),
         STAT_AGREE: agree_select("reviewer, segment, bucket"),
         STAT_FLEISS: fleiss_select("segment, bucket"),
     }
+    for t in (STAT_CELL, STAT_REVIEWER):
+        out[ALL_TIME[t.name]] = _cells_from_rows(_row_keys(ALL_TIME[t.name], b), "1 = 1")
+    out[ALL_TIME[STAT_AGREE.name]] = agree_select("reviewer, segment")
+    out[ALL_TIME[STAT_FLEISS.name]] = fleiss_select("segment")
+    return out
 
 
 def rebuild(store: Any) -> None:
@@ -445,11 +459,8 @@ def read(
     parts: list[list[tuple[Any, ...]]] = []
     rows_read = 0
     if full is not None:
-        lo, hi = full
-        where = [*seg, *([f"bucket >= {lo}"] if lo is not None else [])]
-        where += [f"bucket < {hi}"] if hi is not None else []
+        table, cond = _source(table, full, seg, by == "window")
         tg = floor_div("bucket", window_us // b) if by == "window" else _TABLE_GROUP[by]
-        cond = " AND ".join(where) or "1 = 1"
         parts.append(
             store._x(
                 f"SELECT {tg}, decision, label, kind, {CELL_SUMS} FROM {table} "
@@ -472,6 +483,19 @@ def read(
         source="tables" if full is not None else "rows",
         reviewers=tallies,
     )
+
+
+def _source(
+    table: str, full: tuple[int | None, int | None], seg: list[str], by_bucket: bool
+) -> tuple[str, str]:
+    """The stat table to read for whole buckets ``[lo, hi)`` and its condition: the
+    all-time twin when no time filter applies (cost independent of history's length)."""
+    lo, hi = full
+    if lo is None and hi is None and not by_bucket:
+        return ALL_TIME[table].name, " AND ".join(seg) or "1 = 1"
+    where = [*seg, *([f"bucket >= {lo}"] if lo is not None else [])]
+    where += [f"bucket < {hi}"] if hi is not None else []
+    return table, " AND ".join(where) or "1 = 1"
 
 
 def _time(lo: int | None, hi: int | None) -> list[str]:
@@ -561,17 +585,15 @@ def _reviewers(
                 fl_labels[int(label)] += int(n)
 
     if full is not None:
-        lo, hi = full
-        where = [*seg, *([f"bucket >= {lo}"] if lo is not None else [])]
-        where += [f"bucket < {hi}"] if hi is not None else []
-        cond = " AND ".join(where) or "1 = 1"
+        agree_t, cond = _source(STAT_AGREE.name, full, seg, False)
+        fleiss_t, _ = _source(STAT_FLEISS.name, full, seg, False)
         add(
             store._x(
-                f"SELECT reviewer, sum(shared), sum(agree) FROM stat_agree WHERE {cond} "
+                f"SELECT reviewer, sum(shared), sum(agree) FROM {agree_t} WHERE {cond} "
                 "GROUP BY reviewer"
             ).fetchall(),
             store._x(
-                f"SELECT label, sum(n), sum(sum_p) FROM stat_fleiss WHERE {cond} GROUP BY label"
+                f"SELECT label, sum(n), sum(sum_p) FROM {fleiss_t} WHERE {cond} GROUP BY label"
             ).fetchall(),
         )
     for lo, hi in edges:
