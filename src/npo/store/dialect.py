@@ -124,6 +124,10 @@ class Dialect(ABC):
     @abstractmethod
     def seq_type(self) -> str: ...
 
+    def preamble(self) -> list[str]:
+        """Statements run once before the tables are created."""
+        return []
+
     @abstractmethod
     def append_only(self, table: str) -> list[str]: ...
 
@@ -175,6 +179,16 @@ class Dialect(ABC):
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} WHERE 1 = 1{order} "
                 "ON CONFLICT (id) DO NOTHING"
             ).rowcount
+        )
+
+    def add_into(self, conn: Any, table: Table, columns: Mapping[str, Any]) -> None:
+        """``table[key] += values`` for each row of ``columns`` (the table's key and value
+        columns; keys distinct): one ``INSERT … SELECT … ON CONFLICT DO UPDATE`` from a
+        staging table."""
+        stage = f"stage_{table.name}"
+        self.load_stage(conn, stage, columns)
+        conn.execute(
+            _upsert_sql(table, f"SELECT {', '.join(table.names)} FROM {stage} WHERE 1 = 1")
         )
 
     @abstractmethod
@@ -383,6 +397,12 @@ class SQLiteDialect(Dialect):
         if inserted < len(columns["id"]):
             self.load_stage(conn, stage, columns)
         return inserted
+
+    def add_into(self, conn: Any, table: Table, columns: Mapping[str, Any]) -> None:
+        """``executemany`` of the upsert (in-process: no staging needed)."""
+        marks = ", ".join("?" * len(table.names))
+        rows = zip(*(_pylist(columns[c]) for c in table.names), strict=True)
+        conn.executemany(_upsert_sql(table, f"VALUES ({marks})"), rows)
 
     def fetch(self, conn: Any, sql: str, params: Sequence[Any], types: Sequence[str]) -> list[Any]:
         rows = conn.execute(sql, params).fetchall()
@@ -598,6 +618,16 @@ ARROW_TYPES = {
     "text": pa.string(),
     "blob": pa.binary(),
 }
+
+
+def _upsert_sql(table: Table, rows: str) -> str:
+    """``INSERT … {rows} ON CONFLICT (key) DO UPDATE`` adding the value columns."""
+    add = table.names[len(table.primary_key) :]
+    sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in add)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(table.names)}) {rows} "
+        f"ON CONFLICT ({', '.join(table.primary_key)}) DO UPDATE SET {sets}"
+    )
 
 
 def check_meta(meta: dict[str, str], has_meta: bool, where: str) -> None:

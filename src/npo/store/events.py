@@ -35,7 +35,7 @@ from npo.domain.rules import Checked, from_us
 from npo.errors import ConflictError, ItemError, ValidationFailed
 from npo.store import summary
 from npo.store.base import IngestReport
-from npo.store.schema import DECISIONS, FEEDBACK, SCENARIOS, Table
+from npo.store.schema import DECISIONS, FEEDBACK, SCENARIOS, STAT_TABLES, Table
 
 #: the fields of its decision a feedback row carries, as (feedback column, decision column)
 CARRIED = (
@@ -60,6 +60,8 @@ STAGES: dict[str, list[tuple[str, str]]] = {
     "stage_decisions": [("given", "i16"), *_columns(DECISIONS)],
     "stage_feedback": [("given", "i16"), *_columns(FEEDBACK)],
     "agr_lab": summary.AGR_STAGE,
+    # the statistics' increments (PostgreSQL adds them in one statement from these)
+    **{f"stage_{t.name}": _columns(t) for t in STAT_TABLES},
 }
 #: columns written to each event table from its staging table
 WRITE = {t.name: tuple(c for c, _ in _columns(t)) for t in (SCENARIOS, DECISIONS, FEEDBACK)}
@@ -127,7 +129,7 @@ def ingest(store: Any, kind: str, batch: Any, dry_run: bool) -> IngestReport:
     if checked.n == 0:
         return IngestReport(kind, 0, 0)  # type: ignore[arg-type]
     keep = _first_occurrences(checked.ids)
-    if keep is not None and _differs_in_batch(kind, checked, keep):
+    if keep is not None and _batch_duplicates(kind, checked):  # a repeat that differs
         _raise(problems(store, kind, checked))
     try:
         with store.transaction():
@@ -151,10 +153,6 @@ def _first_occurrences(ids: list[str]) -> list[int] | None:
         return None
     seen: dict[str, int] = {}
     return [seen.setdefault(x, i) for i, x in enumerate(ids) if x not in seen]
-
-
-def _differs_in_batch(kind: str, checked: Checked, keep: list[int]) -> bool:
-    return bool(_batch_duplicates(kind, checked))
 
 
 def _stage_columns(

@@ -164,9 +164,9 @@ def _all_time(t: Table) -> Table:
     )
 
 
-STAT_TABLES = (STAT_CELL, STAT_REVIEWER, STAT_AGREE, STAT_FLEISS)
 #: bucketed stat table -> its all-time twin
-ALL_TIME = {t.name: _all_time(t) for t in STAT_TABLES}
+ALL_TIME = {t.name: _all_time(t) for t in (STAT_CELL, STAT_REVIEWER, STAT_AGREE, STAT_FLEISS)}
+STAT_TABLES = (STAT_CELL, STAT_REVIEWER, STAT_AGREE, STAT_FLEISS, *ALL_TIME.values())
 
 TABLES = (
     META,

@@ -102,7 +102,7 @@ class SQLStore(Store):
         if bucket_s <= 0:
             raise ValidationFailed([ItemError(0, "bucket_s", f"must be > 0, got {bucket_s}")])
         with self.transaction():
-            for stmt in getattr(self._dialect, "preamble", list)():
+            for stmt in self._dialect.preamble():
                 self._x(stmt)
             for t in TABLES:
                 for stmt in self._dialect.create_table(t):

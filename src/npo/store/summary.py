@@ -211,22 +211,11 @@ def _upsert_sums(store: Any, table: Table, k: np.ndarray, values: list[np.ndarra
     nonzero = np.flatnonzero(np.any(np.stack(sums) != 0, axis=0))
     if not nonzero.size:
         return
-    add = table.names[len(table.primary_key) :]
-    rows = [
-        (*uniq[g].tolist(), *(_num(s[g], name) for s, name in zip(sums, add, strict=True)))
-        for g in nonzero
-    ]
-    marks = ", ".join("?" * len(table.names))
-    sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in add)
-    store._xm(
-        f"INSERT INTO {table.name} ({', '.join(table.names)}) VALUES ({marks}) "
-        f"ON CONFLICT ({', '.join(table.primary_key)}) DO UPDATE SET {sets}",
-        rows,
-    )
-
-
-def _num(v: float, column: str) -> float | int:
-    return float(v) if column in ("sw", "sw2", "sum_p") else round(v)
+    cols = {c: uniq[nonzero, j] for j, c in enumerate(table.primary_key)}
+    for name, total in zip(table.names[len(table.primary_key) :], sums, strict=True):
+        exact = name in ("sw", "sw2", "sum_p")
+        cols[name] = total[nonzero] if exact else np.rint(total[nonzero]).astype(np.int64)
+    store._dialect.add_into(store._conn, table, cols)
 
 
 def _distinct_rows(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
