@@ -186,14 +186,17 @@ def build(n: int) -> tuple[Path, Path]:
 # measurements (memory in a fresh process)
 # --------------------------------------------------------------------------------------
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+def hwm():  # this process's peak RSS in kB (ru_maxrss would include the parent's)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
 what, path = sys.argv[1], sys.argv[2]
 cols = json.loads(sys.argv[3])
 if what == "bare":
     import sqlite3
     db = sqlite3.connect(path)
     db.execute("SELECT count(*) FROM decisions").fetchone()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = hwm()
     t = time.perf_counter()
     rows = db.execute(sys.argv[4]).fetchall()
     secs = time.perf_counter() - t
@@ -203,13 +206,13 @@ else:
     from npo.store import open_store
     store = open_store(path)
     store.scan("feedback", cols, until=__import__("datetime").datetime(1971, 1, 1))  # connect
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = hwm()
     t = time.perf_counter()
     arrays = store.scan("feedback", cols, as_numpy=True)
     secs = time.perf_counter() - t
     n = len(arrays[cols[0]])
     nbytes = sum(a.nbytes for a in arrays.values())
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm()
 print(json.dumps({"seconds": secs, "rows": n, "peak_growth_mb": (peak - base) / 1024,
                   "column_mb": nbytes / 2**20}))
 """
