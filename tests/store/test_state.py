@@ -222,3 +222,28 @@ def test_propensity_below_the_configured_p_min_is_stored_with_a_warning(store: S
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert store.ingest_decisions([dec(3, propensity=0.05)]).warnings == ()
+
+
+def _create(url: str, start: Any, out: Any) -> None:
+    start.wait(60)
+    try:
+        with open_store(url, A) as s:
+            s.ingest_decisions([dec(1)])
+        out.put("ok")
+    except Exception as e:  # reported to the parent
+        out.put(repr(e))
+
+
+def test_processes_creating_one_store_at_once_agree(store_url: str) -> None:
+    ctx = mp.get_context("spawn")
+    out, start = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_create, args=(store_url, start, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)
+    start.set()
+    for p in procs:
+        p.join(120)
+    assert sorted(out.get(timeout=5) for _ in procs) == ["ok"] * 3
+    with open_store(store_url) as s:
+        assert s.counts()["decisions"] == 1 and s.actions == A

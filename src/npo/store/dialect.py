@@ -129,6 +129,10 @@ class Dialect(ABC):
         return []
 
     @abstractmethod
+    def tables(self, conn: Any) -> set[str]:
+        """Names of the tables in the database (the current schema)."""
+
+    @abstractmethod
     def append_only(self, table: str) -> list[str]: ...
 
     @abstractmethod
@@ -360,6 +364,9 @@ class SQLiteDialect(Dialect):
     def greatest(self, a: str, b: str) -> str:
         return f"max({a}, {b})"
 
+    def tables(self, conn: Any) -> set[str]:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
     def begin(self) -> str:
         return "BEGIN IMMEDIATE"
 
@@ -446,7 +453,7 @@ _PG_TYPES = {
     "blob": "BYTEA",
 }
 _LOCK_SCHEMA = 0x4E504F00  # "NPO\0": schema creation
-LOCKS = {"feedback": 0x4E504F01, "audit": 0x4E504F02}
+LOCKS = {"schema": _LOCK_SCHEMA, "feedback": 0x4E504F01, "audit": 0x4E504F02}
 
 
 def redact(url: str) -> str:
@@ -477,12 +484,7 @@ class PostgresDialect(Dialect):
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_SCHEMA,))
-                tables = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                    )
-                }
+                tables = self.tables(conn)
                 meta = (
                     dict(conn.execute("SELECT key, value FROM meta").fetchall())
                     if "meta" in tables
@@ -538,6 +540,10 @@ class PostgresDialect(Dialect):
 
     def greatest(self, a: str, b: str) -> str:
         return f"GREATEST({a}, {b})"
+
+    def tables(self, conn: Any) -> set[str]:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        return {r[0] for r in rows}
 
     def begin(self) -> str:
         return "BEGIN"

@@ -102,6 +102,9 @@ class SQLStore(Store):
         if bucket_s <= 0:
             raise ValidationFailed([ItemError(0, "bucket_s", f"must be > 0, got {bucket_s}")])
         with self.transaction():
+            self._lock_writers("schema")
+            if "meta" in self._dialect.tables(self._conn):
+                return  # another process created it meanwhile
             for stmt in self._dialect.preamble():
                 self._x(stmt)
             for t in TABLES:
