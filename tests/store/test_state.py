@@ -91,10 +91,11 @@ def test_state_versions_and_compare_and_set(store: Store) -> None:
     assert store.get_state("cs").version == 3  # type: ignore[union-attr]
 
 
-def _increment(url: str, n: int, out: Any) -> None:
+def _increment(url: str, n: int, start: Any, out: Any) -> None:
     """n increments of a counter by read + compare-and-set, retrying on conflicts."""
     conflicts = 0
     with open_store(url) as s:
+        start.wait(60)
         for _ in range(n):
             while True:
                 cur = s.get_state("counter")
@@ -108,17 +109,26 @@ def _increment(url: str, n: int, out: Any) -> None:
     out.put(conflicts)
 
 
-def test_compare_and_set_loses_no_update_across_processes(store_url: str) -> None:
-    open_store(store_url, A).close()
+def run_together(target: Any, args: list[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target(*a, start, out)`` in one process per ``a``, released at once; what
+    each put on ``out``."""
     ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_increment, args=(store_url, 40, out)) for _ in range(3)]
+    out, start = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=target, args=(*a, start, out)) for a in args]
     for p in procs:
         p.start()
+    time.sleep(0.5)
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(120)
     assert all(p.exitcode == 0 for p in procs)
-    conflicts = sum(out.get(timeout=5) for _ in procs)
+    return results
+
+
+def test_compare_and_set_loses_no_update_across_processes(store_url: str) -> None:
+    open_store(store_url, A).close()
+    conflicts = sum(run_together(_increment, [(store_url, 40)] * 3))
     with open_store(store_url) as s:
         got = s.get_state("counter")
     assert got is not None and got.value == 120 and got.version == 120
@@ -168,24 +178,9 @@ def _hold(url: str, name: str, times: int, start: Any, out: Any) -> None:
 
 def test_leases_exclude_each_other_across_processes(store_url: str) -> None:
     open_store(store_url, A).close()
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    start = ctx.Event()
     names = [f"w{i}" for i in range(3)]
-    procs = [ctx.Process(target=_hold, args=(store_url, n, 15, start, out)) for n in names]
-    for p in procs:
-        p.start()
-    time.sleep(0.5)
-    start.set()
-    for p in procs:
-        p.join(120)
-    assert all(p.exitcode == 0 for p in procs)
-    spans = sorted(
-        (t0, t1, fence, name)
-        for _ in procs
-        for name, held in [out.get(timeout=5)]
-        for t0, t1, fence in held
-    )
+    held = run_together(_hold, [(store_url, n, 15) for n in names])
+    spans = sorted((t0, t1, fence, name) for name, h in held for t0, t1, fence in h)
     assert {s[3] for s in spans} == set(names)  # every one held it in turn
     assert len(spans) == 45
     for (_s1, e1, f1, _), (s2, _e2, f2, _) in itertools.pairwise(spans):
@@ -235,15 +230,6 @@ def _create(url: str, start: Any, out: Any) -> None:
 
 
 def test_processes_creating_one_store_at_once_agree(store_url: str) -> None:
-    ctx = mp.get_context("spawn")
-    out, start = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_create, args=(store_url, start, out)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    time.sleep(0.5)
-    start.set()
-    for p in procs:
-        p.join(120)
-    assert sorted(out.get(timeout=5) for _ in procs) == ["ok"] * 3
+    assert run_together(_create, [(store_url,)] * 3) == ["ok"] * 3
     with open_store(store_url) as s:
         assert s.counts()["decisions"] == 1 and s.actions == A
