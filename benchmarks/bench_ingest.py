@@ -3,8 +3,9 @@
 Systems, each with random (uuid4) and time-ordered (UUIDv7-like) ids:
 
 - ``bare executemany (SQLite)``: the baseline -- plain ``INSERT`` of the same rows,
-  already as Python tuples, into the same SQLite schema (a fresh NPO store file), same
-  batch size and one transaction per batch. No validation, no dedupe, no references.
+  already as Python tuples, into a rowid table with a unique text id (NPO 0.1's feedback
+  layout), same batch size and one transaction per batch. No validation, no dedupe, no
+  references, no statistics.
 - ``NPO SQLite``: :func:`npo.ingest.ingest_frame` of an Arrow table via the Python API:
   validation, idempotent dedupe by id, reference checks, one transaction per batch.
 - ``NPO SQLite, re-send``: the same events again (all duplicates: nothing stored).
@@ -139,10 +140,18 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t, out
 
 
+#: the baseline's table: NPO 0.1's feedback layout (a rowid table with a unique text id)
+BARE_SCHEMA = (
+    "CREATE TABLE feedback (id TEXT NOT NULL, decision_id TEXT NOT NULL, "
+    "reviewer_id TEXT NOT NULL, kind INTEGER NOT NULL, action INTEGER NOT NULL, comment TEXT, "
+    "ts INTEGER NOT NULL); CREATE UNIQUE INDEX feedback_id ON feedback(id);"
+)
+
+
 def bare_executemany(path: Path, rows: list[tuple[Any, ...]]) -> float:
-    """Plain INSERTs into the schema of a fresh NPO SQLite store, same batch size."""
-    open_store(str(path), ACTIONS).close()  # creates the very same schema
+    """Plain INSERTs into a rowid table with a unique text id, same batch size."""
     db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(BARE_SCHEMA)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA cache_size=-65536")

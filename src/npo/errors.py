@@ -1,4 +1,21 @@
-"""Errors raised by NPO. Every error names the item, the field and the reason."""
+"""Errors raised by NPO. Every error names the item, the field and the reason.
+
+The tree (catch :class:`NPOError` for all of them; the CLI maps each to exit code 2)::
+
+    NPOError
+     ├── ValidationFailed (ValueError)   a batch or item was rejected; lists every bad item
+     │    └── ConflictError               an id re-sent with different content
+     ├── NotFound (KeyError)              a referenced version does not exist
+     ├── MissingExtra (ImportError)       an optional dependency is missing
+     ├── StoreError                       the database cannot be used as asked
+     │    ├── StoreUnavailable            cannot open / connect (no such folder, a folder,
+     │    │                               server down, permissions)
+     │    ├── NotAStore                   not an NPO store, or one of another schema version
+     │    ├── StoreCorrupt                the database file is damaged
+     │    └── StoreReadOnly               the database (file or folder) cannot be written
+     ├── StateConflict                    compare-and-set of a state key lost a race
+     └── LeaseLost                        a lease is held by someone else (or expired)
+"""
 
 from __future__ import annotations
 
@@ -60,6 +77,45 @@ class NotFound(NPOError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else "not found"
+
+
+class StoreError(NPOError):
+    """The database cannot be used as asked; the message names the database and the reason
+    (and, where there is one, what to do)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be opened or reached."""
+
+
+class NotAStore(StoreError):
+    """The database is not an NPO store (NPO refuses to change it), or an NPO store of a
+    schema version this NPO does not read."""
+
+
+class StoreCorrupt(StoreError):
+    """The database file is damaged."""
+
+
+class StoreReadOnly(StoreError):
+    """The database (or its folder) cannot be written."""
+
+
+class StateConflict(NPOError):
+    """``put_state(..., expect_version=v)`` found another version: someone else wrote it."""
+
+    def __init__(self, key: str, expected: int | None, found: int | None) -> None:
+        self.key, self.expected, self.found = key, expected, found
+        exp = "absent" if not expected else f"version {expected}"
+        got = "absent" if found is None else f"version {found}"
+        super().__init__(
+            f"state {key!r}: expected {exp}, found {got} (written by someone else "
+            "meanwhile); read it again and retry"
+        )
+
+
+class LeaseLost(NPOError):
+    """A lease is held by another holder, or has expired and been taken over."""
 
 
 class MissingExtra(NPOError, ImportError):

@@ -66,13 +66,24 @@ def _parquet_list_of_text(tmp: Path) -> list[str]:
     n = 120
     scores = [["0.6", "0.3", "0.1"]] * n
     scores[100] = ["0.6", "abc", "0.1"]
+    return _parquet_scores(tmp, pa.array(scores, pa.list_(pa.string())))
+
+
+def _parquet_null_score_in_later_row_group(tmp: Path) -> list[str]:
+    scores: list[list[float | None]] = [[0.6, 0.3, 0.1] for _ in range(120)]
+    scores[100] = [0.6, None, 0.1]
+    return _parquet_scores(tmp, pa.array(scores, pa.list_(pa.float64())))
+
+
+def _parquet_scores(tmp: Path, scores: pa.Array) -> list[str]:
+    n = len(scores)
     rows = new_decisions(n)
     table = pa.table(
         {
             "id": [r["id"] for r in rows],
             "scenario_id": [r["scenario_id"] for r in rows],
             "policy_version": ["v1"] * n,
-            "scores": pa.array(scores, pa.list_(pa.string())),
+            "scores": scores,
             "action": ["reboot"] * n,
             "propensity": [0.5] * n,
         }
@@ -212,10 +223,23 @@ CASES = [
         ),
     ),
     Case(
-        "parquet-list-of-text-scores-with-a-non-number-in-a-later-row-group",
+        # scores given as text are never coerced (issue 14, item 7): every line is named
+        "parquet-list-of-text-scores",
         _parquet_list_of_text,
         2,
-        ("line 101 (id='d1100'): scores[1]: ", "'abc'", "--all-or-nothing: nothing was stored"),
+        (
+            "line 1 (id='d1000'): scores[0]: must be a number, got str '0.6'",
+            "--all-or-nothing: nothing was stored",
+        ),
+    ),
+    Case(
+        "parquet-missing-score-in-a-later-row-group",
+        _parquet_null_score_in_later_row_group,
+        2,
+        (
+            "line 101 (id='d1100'): scores[1]: ",
+            "--all-or-nothing: nothing was stored; 1 problem(s) in 1 chunk(s) (lines 101-120)",
+        ),
     ),
     Case(
         "jsonl-id-repeated-with-other-content-in-a-later-chunk",

@@ -65,7 +65,7 @@ def _decision(**kw: object) -> Decision:
         ({"scores": (float("nan"), 0.5)}, "scores", "finite"),
         ({"scores": (1.2, 0.5)}, "scores", "[0, 1]"),
         ({"action": DEFER, "propensity": 0.5}, "propensity", "p = 1"),
-        ({"id": ""}, "id", "at least 1"),
+        ({"id": ""}, "id", "must be a non-empty string"),
     ],
 )
 def test_decision_rejects_bad_fields(kw: dict, field: str, reason: str) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from npo.domain import ActionSpace
 from npo.errors import ValidationFailed
-from npo.store import open_store
-from npo.store.sqlite import SQLiteStore, sqlite_path
+from npo.store import open_store, sqlite_path
+from npo.store.sql import SQLStore
 
 A = ActionSpace(["a", "b"])
 
@@ -35,18 +35,19 @@ def test_urls(tmp_path: Path) -> None:
     assert sqlite_path("/plain/x.db") == "/plain/x.db"
     url = f"sqlite:///{tmp_path}/u.db"  # tmp_path is absolute: sqlite:////tmp/...
     with open_store(url, A) as s:
-        assert isinstance(s, SQLiteStore) and s.backend == "sqlite"
+        assert isinstance(s, SQLStore) and s.backend == "sqlite"
         assert s.path == f"{tmp_path}/u.db"
 
 
 def test_pragmas_and_options(tmp_path: Path) -> None:
-    with SQLiteStore(tmp_path / "f.db", A, synchronous="FULL") as s:
-        assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with open_store(str(tmp_path / "f.db"), A, synchronous="FULL") as s:
+        assert s._x("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s._x("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     with pytest.raises(ValueError, match="synchronous"):
-        SQLiteStore(tmp_path / "g.db", A, synchronous="SOMETIMES")
+        open_store(str(tmp_path / "g.db"), A, synchronous="SOMETIMES")
     with pytest.raises(ValidationFailed, match="needs an action space"):
-        SQLiteStore(tmp_path / "h.db")
+        open_store(str(tmp_path / "h.db"))
+    assert not (tmp_path / "h.db").exists()  # refused before creating anything
 
 
 def test_two_writers_on_one_file(tmp_path: Path) -> None:

@@ -120,16 +120,39 @@ def register(app: typer.Typer) -> None:
             _print_view(view)
 
     @audit_app.command("verify")
-    def verify(db: DbOption = default_db(), as_json: JsonOption = False) -> None:
+    def verify(
+        db: DbOption = default_db(),
+        expect_head: Annotated[
+            str | None,
+            typer.Option(
+                "--expect-head",
+                help="A head hash kept elsewhere (≥ 12 hex characters): it must still be in "
+                "the chain.",
+            ),
+        ] = None,
+        as_json: JsonOption = False,
+    ) -> None:
         """Recompute the hash chain; exit 1 if any record was edited or deleted."""
         with cli_errors(as_json), open_existing(db) as store:
-            result = store.verify_audit()
+            result = store.verify_audit(expect_head=expect_head)
         if as_json:
-            emit_json({"ok": result.ok, "checked": result.checked, "problems": result.problems})
+            emit_json(
+                {
+                    "ok": result.ok,
+                    "checked": result.checked,
+                    "head": result.head,
+                    "keyed": result.keyed,
+                    "problems": result.problems,
+                }
+            )
         elif result.ok:
             console.print(
                 Text.assemble(("audit log intact", "green"), f": {result.checked} records verified")
             )
+            if result.head:
+                console.print(
+                    Text(f"head {result.head} (keep it elsewhere; check with --expect-head)")
+                )
         else:
             console.print(
                 Text.assemble(

@@ -79,7 +79,12 @@ def build_report(
     c_defer: float = 0.1,
 ) -> dict[str, Any]:
     """The report as a JSON-able dict (what ``--json`` prints)."""
-    from npo.estimation import alignment_breakdown, fleiss_kappa, reviewer_stats
+    from npo.estimation import (
+        alignment_breakdown,
+        alignment_breakdown_from_cells,
+        fleiss_kappa_from_sums,
+        reviewer_stats_from_counts,
+    )
 
     if by not in BY_CHOICES:
         raise ValueError(f"--by: must be one of {', '.join(BY_CHOICES)}; got {by!r}")
@@ -92,11 +97,15 @@ def build_report(
         raise ValueError("--since: must be earlier than --until")
     window_us = parse_window(window) if by == "window" else None
     costs = _cost_matrix(store.actions, config, c_defer)
-    lf = store.labelled(since=since, until=until, segment=segment)
     group_by = {"policy": "policy_version", "none": None}.get(by, by)
-    br = alignment_breakdown(
-        lf, costs, by=group_by, window_us=window_us, delta=delta, interval=interval, seed=0
-    )
+    # the store's maintained statistics: cost O(cells), not O(history)
+    sm = store.summary(by=group_by, since=since, until=until, segment=segment, window_us=window_us)
+    br = alignment_breakdown_from_cells(sm.cells, costs, by=group_by, delta=delta)
+    if interval == "bootstrap":  # resamples events: reads the rows of the selection
+        lf = store.labelled(since=since, until=until, segment=segment)
+        br = alignment_breakdown(
+            lf, costs, by=group_by, window_us=window_us, delta=delta, interval=interval, seed=0
+        )
     out: dict[str, Any] = {
         "filters": {
             "segment": segment,
@@ -106,7 +115,7 @@ def build_report(
         "delta": delta,
         "interval": interval,
         "costs": costs.to_dict(),
-        "n_feedback": len(lf),
+        "n_feedback": sm.n_feedback,
         "by": by,
         "overall": br.overall.to_dict(),
         "groups": [],
@@ -118,19 +127,10 @@ def build_report(
         row["key"] = _key_name(by, g.key, store.actions)
         out["groups"].append(row)
     if by == "reviewer":
-        import numpy as np
-
-        stats = reviewer_stats(
-            np.asarray(lf.reviewer),
-            np.asarray(lf.kind),
-            keys=lf.reviewers,
-            item=np.asarray(lf.decision_id),
-            label=np.asarray(lf.label),
-            n_classes=store.actions.k,
-            delta=delta,
-        )
+        rv = sm.reviewers
+        stats = reviewer_stats_from_counts(rv.keys, rv.counts, rv.shared, rv.agree, delta=delta)
         out["reviewers"] = [s.to_dict() for s in stats if s.n > 0]
-        kappa = fleiss_kappa(np.asarray(lf.decision_id), np.asarray(lf.label), store.actions.k)
+        kappa = fleiss_kappa_from_sums(rv.fleiss_items, rv.fleiss_sum_p, rv.fleiss_labels)
         out["fleiss_kappa"] = None if math.isnan(kappa) else kappa
     return out
 

@@ -1,6 +1,8 @@
 """The records that flow through the loop: scenario → decision → feedback, plus policy
 and threshold versions. Each validates on construction and names the field at fault.
 
+The event records (scenario, decision, feedback) are judged by the rules of
+:mod:`npo.domain.rules`, written once and shared with the store and the file ingest.
 Checks that need context (is the action in the action space? does the decision exist?)
 are made by the store at ingestion, vectorised over the whole batch.
 """
@@ -10,10 +12,11 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from npo.domain import rules
 from npo.domain.actions import DEFER
 
 
@@ -35,76 +38,55 @@ class _Record(BaseModel):
         return _aware(v)
 
 
+class _Event(_Record):
+    """An event record: its values are judged by :mod:`npo.domain.rules` -- the same rules
+    the store and the file ingest apply to whole batches -- before pydantic builds it."""
+
+    _kind: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rules(cls, data: Any) -> Any:
+        return rules.check_record(cls._kind, data)
+
+
 Id = str
 
 
-def _nonempty_id(v: str, field: str) -> str:
-    if not v:
-        raise ValueError(f"{field} must be a non-empty string")
-    return v
-
-
-class Scenario(_Record):
+class Scenario(_Event):
     """A case the policy must decide on: features, a segment and a time."""
 
-    id: Id = Field(min_length=1, max_length=200)
+    _kind: ClassVar[str] = "scenarios"
+
+    id: Id
     features: tuple[float, ...] = ()
-    segment: str = Field(default="default", min_length=1, max_length=200)
+    segment: str = "default"
     timestamp: datetime = Field(default_factory=utcnow)
 
-    @field_validator("features")
-    @classmethod
-    def _finite(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        for i, x in enumerate(v):
-            if not math.isfinite(x):
-                raise ValueError(f"features[{i}] must be finite, got {x}")
-        return v
 
-
-class Decision(_Record):
+class Decision(_Event):
     """What policy ``policy_version`` with thresholds ``threshold_version`` did.
 
-    ``action`` is an action name or ``"DEFER"``; ``propensity`` is the probability with
-    which this decision was sent for review (1 for deferred decisions).
+    ``action`` is the served decision, an action name or ``"DEFER"``; ``shadow_action`` the
+    policy's own decision when a different one was served (e.g. in override mode), else
+    None; ``propensity`` the probability with which this decision was sent for review (1
+    for deferred decisions); ``review`` whether it was sent for review (None: not
+    recorded).
     """
 
-    id: Id = Field(min_length=1, max_length=200)
-    scenario_id: Id = Field(min_length=1, max_length=200)
-    policy_version: str = Field(min_length=1, max_length=200)
-    threshold_version: str = Field(default="default", min_length=1, max_length=200)
+    _kind: ClassVar[str] = "decisions"
+
+    id: Id
+    scenario_id: Id
+    policy_version: str
+    threshold_version: str = "default"
     scores: tuple[float, ...]
-    action: str = Field(min_length=1)
+    action: str
+    shadow_action: str | None = None
     propensity: float
-    segment: str = Field(default="default", min_length=1, max_length=200)
+    review: bool | None = None
+    segment: str = "default"
     timestamp: datetime = Field(default_factory=utcnow)
-
-    @field_validator("scores")
-    @classmethod
-    def _scores(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if len(v) < 2:
-            raise ValueError(f"needs one score per action (≥ 2), got {len(v)}")
-        for i, s in enumerate(v):
-            if not math.isfinite(s):
-                raise ValueError(f"scores[{i}] must be finite, got {s}")
-            if not 0.0 <= s <= 1.0:
-                raise ValueError(f"scores[{i}] must lie in [0, 1], got {s}")
-        return v
-
-    @field_validator("propensity")
-    @classmethod
-    def _p(cls, v: float) -> float:
-        if not math.isfinite(v) or not 0.0 < v <= 1.0:
-            raise ValueError(f"review propensity must lie in (0, 1], got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _deferred_always_reviewed(self) -> Decision:
-        if self.action == DEFER and self.propensity != 1.0:
-            raise ValueError(
-                "propensity: a deferred decision goes to a person with p = 1, "
-                f"got {self.propensity}"
-            )
-        return self
 
     @property
     def deferred(self) -> bool:
@@ -125,7 +107,7 @@ _KIND_CODES = {FeedbackKind.LIKE: 0, FeedbackKind.OVERRIDE: 1, FeedbackKind.ABST
 KIND_LIKE, KIND_OVERRIDE, KIND_ABSTAIN = 0, 1, 2
 
 
-class Feedback(_Record):
+class Feedback(_Event):
     """A person's structured answer to a decision.
 
     ``like``: the decision was right (not allowed on a deferred decision — there is no
@@ -134,24 +116,15 @@ class Feedback(_Record):
     forbidden); never counted as agreement.
     """
 
-    id: Id = Field(min_length=1, max_length=200)
-    decision_id: Id = Field(min_length=1, max_length=200)
-    reviewer_id: str = Field(min_length=1, max_length=200)
+    _kind: ClassVar[str] = "feedback"
+
+    id: Id
+    decision_id: Id
+    reviewer_id: str
     kind: FeedbackKind
     action: str | None = None
-    comment: str | None = Field(default=None, max_length=10_000)
+    comment: str | None = None
     timestamp: datetime = Field(default_factory=utcnow)
-
-    @model_validator(mode="after")
-    def _action_matches_kind(self) -> Feedback:
-        if self.kind is FeedbackKind.OVERRIDE:
-            if not self.action:
-                raise ValueError("action: an override must name the right action")
-            if self.action == DEFER:
-                raise ValueError("action: an override must name an action, not DEFER")
-        elif self.action is not None:
-            raise ValueError(f"action: only an override names an action, not a {self.kind.value}")
-        return self
 
 
 class PolicyVersion(_Record):

@@ -7,6 +7,7 @@ from npo.estimation.alignment import (
     AlignmentEstimate,
     abstention_bracket_terms,
     alignment_breakdown,
+    alignment_breakdown_from_cells,
     alignment_stats,
     cost_array,
     estimate_alignment,
@@ -36,9 +37,11 @@ from npo.estimation.reviewers import (
     cohen_kappa,
     dawid_skene,
     fleiss_kappa,
+    fleiss_kappa_from_sums,
     majority_vote,
     pairwise_kappa,
     reviewer_stats,
+    reviewer_stats_from_counts,
 )
 from npo.estimation.stream import HorvitzThompsonStream, response_bins
 from npo.estimation.sufficient import AlignmentStats
@@ -58,6 +61,7 @@ __all__ = [
     "ReviewerStats",
     "abstention_bracket_terms",
     "alignment_breakdown",
+    "alignment_breakdown_from_cells",
     "alignment_stats",
     "bernoulli_confidence_interval",
     "bootstrap_interval",
@@ -71,11 +75,13 @@ __all__ = [
     "empirical_bernstein_upper",
     "estimate_alignment",
     "fleiss_kappa",
+    "fleiss_kappa_from_sums",
     "horvitz_thompson_terms",
     "majority_vote",
     "pairwise_kappa",
     "plugin_eb_upper",
     "response_bins",
     "reviewer_stats",
+    "reviewer_stats_from_counts",
     "wilson_interval",
 ]

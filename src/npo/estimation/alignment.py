@@ -36,6 +36,7 @@ __all__ = [
     "AlignmentEstimate",
     "abstention_bracket_terms",
     "alignment_breakdown",
+    "alignment_breakdown_from_cells",
     "alignment_stats",
     "cost_array",
     "estimate_alignment",
@@ -314,7 +315,8 @@ def alignment_breakdown(
         group=group,
         keys=keys,
     )
-    overall = estimate_alignment(stats.total(), delta=delta)[0]
+    br = _breakdown(stats, by, delta)
+    overall = br.overall
     if interval == "bootstrap":
         kind = np.asarray(feedback.kind)
         lab = kind != KIND_ABSTAIN
@@ -327,8 +329,39 @@ def alignment_breakdown(
             overall = AlignmentEstimate(**{**overall.__dict__, "loss": iv})
     elif interval != "eb":
         raise _bad("interval", f"must be 'eb' or 'bootstrap', got {interval!r}")
+    return AlignmentBreakdown(by=by, overall=overall, groups=br.groups, stats=stats)
+
+
+def _breakdown(stats: AlignmentStats, by: str | None, delta: float) -> AlignmentBreakdown:
+    overall = estimate_alignment(stats.total(), delta=delta)[0]
     groups = estimate_alignment(stats, delta=delta) if by is not None else []
     return AlignmentBreakdown(by=by, overall=overall, groups=groups, stats=stats)
+
+
+def alignment_breakdown_from_cells(
+    cells: Any,
+    costs: CostMatrix | np.ndarray,
+    *,
+    by: str | None = None,
+    delta: float = 0.05,
+) -> AlignmentBreakdown:
+    """The same breakdown (EB intervals) from sparse cell sums instead of events: ``cells``
+    has ``keys`` and parallel arrays ``group``, ``decision``, ``label``, ``kind``, ``n``,
+    ``sw`` (Σw), ``sw2`` (Σw²) -- e.g. a store's maintained statistics
+    (:meth:`npo.store.Store.summary`). Costs are applied here, so any cost matrix can be
+    used. Equal to :func:`alignment_breakdown` on the events the cells summarise."""
+    stats = AlignmentStats.from_cell_sums(
+        cells.group,
+        cells.decision,
+        cells.label,
+        cells.kind,
+        cells.n,
+        cells.sw,
+        cells.sw2,
+        _matrix(costs),
+        keys=cells.keys,
+    )
+    return _breakdown(stats, by, delta)
 
 
 def horvitz_thompson_terms(

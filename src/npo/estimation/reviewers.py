@@ -35,12 +35,17 @@ from npo.estimation.intervals import wilson_interval
 __all__ = [
     "DawidSkeneResult",
     "ReviewerStats",
+    "agreement_terms",
     "cohen_kappa",
     "dawid_skene",
+    "fleiss_item_terms",
     "fleiss_kappa",
+    "fleiss_kappa_from_sums",
+    "fleiss_sums",
     "majority_vote",
     "pairwise_kappa",
     "reviewer_stats",
+    "reviewer_stats_from_counts",
 ]
 
 
@@ -74,22 +79,34 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray, n_classes: int | None = None) -> f
 
 def fleiss_kappa(item: np.ndarray, label: np.ndarray, n_classes: int | None = None) -> float:
     """Fleiss' κ over items with ≥ 2 ratings (abstentions, ``label == -1``, dropped)."""
+    return fleiss_kappa_from_sums(*fleiss_sums(item, label, n_classes))
+
+
+def fleiss_sums(
+    item: np.ndarray, label: np.ndarray, n_classes: int | None = None
+) -> tuple[int, float, np.ndarray]:
+    """The additive sums behind Fleiss' κ, over items with ≥ 2 (non-abstained) ratings:
+    ``(number of items, Σ_i P_i, per-label totals Σ_i n_ij)`` with
+    ``P_i = Σ_j n_ij (n_ij − 1) / (n_i (n_i − 1))``. Sums over disjoint sets of items add."""
     item = np.asarray(item)
     label = np.asarray(label, dtype=np.intp)
     keep = label >= 0
     if not keep.any():
-        return math.nan
+        return 0, 0.0, np.zeros(int(n_classes or 0), dtype=np.int64)
     _, it = _codes(item[keep])
     lab = label[keep]
     k = int(n_classes or lab.max() + 1)
-    counts = np.bincount(it * k + lab, minlength=(it.max() + 1) * k).reshape(-1, k)
-    n_i = counts.sum(1)
-    counts, n_i = counts[n_i >= 2], n_i[n_i >= 2]
-    if n_i.size == 0:
+    _, counts, p_i = fleiss_item_terms(it, lab, k)
+    return int(p_i.size), float(p_i.sum()), counts.sum(0).astype(np.int64)
+
+
+def fleiss_kappa_from_sums(n_items: int, sum_p: float, label_totals: np.ndarray) -> float:
+    """Fleiss' κ ``(P̄ − P_e)/(1 − P_e)`` from :func:`fleiss_sums` (nan without items)."""
+    totals = np.asarray(label_totals, dtype=np.float64)
+    if n_items == 0 or totals.sum() == 0:
         return math.nan
-    p_i = (counts * (counts - 1)).sum(1) / (n_i * (n_i - 1))
-    p_bar = float(p_i.mean())
-    p_j = counts.sum(0) / n_i.sum()
+    p_bar = float(sum_p) / n_items
+    p_j = totals / totals.sum()
     pe = float(np.dot(p_j, p_j))
     return 1.0 if pe >= 1.0 else (p_bar - pe) / (1.0 - pe)
 
@@ -278,25 +295,59 @@ class ReviewerStats:
         }
 
 
+def _label_counts(it: np.ndarray, lab: np.ndarray, k: int, weight: np.ndarray | None) -> np.ndarray:
+    n_items = int(it.max()) + 1 if it.size else 0
+    counts = np.bincount(it * k + lab, weights=weight, minlength=n_items * k)
+    return np.rint(counts).astype(np.int64).reshape(n_items, k)
+
+
+def agreement_terms(
+    item: np.ndarray, label: np.ndarray, k: int, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per labelled review (``label ≥ 0``; ``item`` integer codes): ``valid`` -- the
+    *other* reviews of the same item have a unique majority label -- and ``agree`` -- the
+    review's label is that label. Additive over items: the sums per reviewer are the
+    ``n_shared`` and agreement counts of :func:`reviewer_stats`. With ``weight``, row ``i``
+    stands for ``weight[i]`` identical reviews (its terms then count that many times)."""
+    it = np.asarray(item, dtype=np.intp)
+    lab = np.asarray(label, dtype=np.intp)
+    counts = _label_counts(it, lab, k, weight)
+    others = counts[it].copy()
+    others[np.arange(it.size), lab] -= 1  # leave the reviewer's own label out
+    tot = others.sum(1)
+    top = others.max(1) if it.size else np.zeros(0, dtype=np.intp)
+    arg = others.argmax(1) if it.size else np.zeros(0, dtype=np.intp)
+    unique_top = (others == top[:, None]).sum(1) == 1
+    valid = (tot > 0) & unique_top
+    return valid, valid & (arg == lab)
+
+
+def fleiss_item_terms(
+    item: np.ndarray, label: np.ndarray, k: int, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per item with ≥ 2 labelled reviews (``item`` integer codes, ``label ≥ 0``; ``weight``
+    as in :func:`agreement_terms`): its code, its label counts ``n_ij`` (rows) and
+    ``P_i = Σ_j n_ij (n_ij − 1) / (n_i (n_i − 1))``. Fleiss' κ is a function of the sums of
+    these over items (:func:`fleiss_kappa_from_sums`)."""
+    it = np.asarray(item, dtype=np.intp)
+    lab = np.asarray(label, dtype=np.intp)
+    counts = _label_counts(it, lab, k, weight)
+    n_i = counts.sum(1)
+    keep = np.flatnonzero(n_i >= 2)
+    counts, n_i = counts[keep], n_i[keep]
+    p_i = (counts * (counts - 1)).sum(1) / (n_i * (n_i - 1)) if keep.size else np.zeros(0)
+    return keep, counts, p_i
+
+
 def _agreement_with_others(
     it: np.ndarray, rv: np.ndarray, lab: np.ndarray, n_rev: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per reviewer: (#shared items where the others' strict majority exists,
     #of those where the reviewer's label equals it)."""
     keep = lab >= 0
-    it, rv, lab = it[keep], rv[keep], lab[keep]
-    n_items = int(it.max()) + 1 if it.size else 0
-    counts = np.bincount(it * k + lab, minlength=n_items * k).reshape(n_items, k)
-    others = counts[it].copy()
-    others[np.arange(it.size), lab] -= 1  # leave the reviewer's own label out
-    tot = others.sum(1)
-    top = others.max(1)
-    arg = others.argmax(1)
-    unique_top = (others == top[:, None]).sum(1) == 1
-    valid = (tot > 0) & unique_top
-    shared = np.bincount(rv[valid], minlength=n_rev)
-    agree = np.bincount(rv[valid & (arg == lab)], minlength=n_rev)
-    return shared, agree
+    valid, agree = agreement_terms(it[keep], lab[keep], k)
+    rv = rv[keep]
+    return np.bincount(rv[valid], minlength=n_rev), np.bincount(rv[agree], minlength=n_rev)
 
 
 def reviewer_stats(
@@ -333,6 +384,36 @@ def reviewer_stats(
             raise _bad("reviewer", f"codes must be in 0..{len(keys) - 1}")
     n_rev = len(keys)
     counts = np.bincount(rv * 3 + kind.astype(np.intp), minlength=3 * n_rev).reshape(n_rev, 3)
+    shared = agree = None
+    if item is not None and label is not None:
+        item, label = np.asarray(item), np.asarray(label)
+        if item.shape != reviewer.shape or label.shape != reviewer.shape:
+            raise _bad("label", "item and label must have the same length as reviewer")
+        _, it = _codes(item)
+        lab = label.astype(np.intp)
+        k = int(n_classes or (lab.max() + 1 if lab.size else 2))
+        shared, agree = _agreement_with_others(it, rv, lab, n_rev, k)
+    return reviewer_stats_from_counts(
+        keys, counts, shared, agree, delta=delta, margin=margin, min_reviews=min_reviews
+    )
+
+
+def reviewer_stats_from_counts(
+    keys: Sequence[Hashable],
+    counts: np.ndarray,
+    shared: np.ndarray | None = None,
+    agree: np.ndarray | None = None,
+    *,
+    delta: float = 0.05,
+    margin: float = 0.1,
+    min_reviews: int = 20,
+) -> list[ReviewerStats]:
+    """:func:`reviewer_stats` from per-reviewer tallies (additive, e.g. maintained by a
+    store): ``counts[r]`` = (likes, overrides, abstentions); ``shared[r]`` = reviews on
+    decisions where the other reviewers' labels have a unique majority, ``agree[r]`` =
+    those equal to it (None: no agreement figures)."""
+    n_rev = len(keys)
+    counts = np.asarray(counts, dtype=np.int64).reshape(n_rev, 3)
     n = counts.sum(1)
     n_like, n_over, n_abs = counts[:, 0], counts[:, 1], counts[:, 2]
     judged = n_like + n_over  # like-rate among non-abstained reviews
@@ -342,16 +423,8 @@ def reviewer_stats(
     peer_like = np.array(
         [(n_like.sum() - n_like[r]) / max(judged.sum() - judged[r], 1) for r in range(n_rev)]
     )
-    shared = np.zeros(n_rev, dtype=np.int64)
-    agree = np.zeros(n_rev, dtype=np.int64)
-    if item is not None and label is not None:
-        item, label = np.asarray(item), np.asarray(label)
-        if item.shape != reviewer.shape or label.shape != reviewer.shape:
-            raise _bad("label", "item and label must have the same length as reviewer")
-        _, it = _codes(item)
-        lab = label.astype(np.intp)
-        k = int(n_classes or (lab.max() + 1 if lab.size else 2))
-        shared, agree = _agreement_with_others(it, rv, lab, n_rev, k)
+    shared = np.zeros(n_rev, np.int64) if shared is None else np.asarray(shared, np.int64)
+    agree = np.zeros(n_rev, np.int64) if agree is None else np.asarray(agree, np.int64)
     _, hi_b = wilson_interval(agree, shared, delta=d_each)
     peer_agree = np.array(
         [(agree.sum() - agree[r]) / max(shared.sum() - shared[r], 1) for r in range(n_rev)]

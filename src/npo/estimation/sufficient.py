@@ -184,6 +184,38 @@ class AlignmentStats:
             c_max=float(cost.max()),
         )
 
+    @classmethod
+    def from_cell_sums(
+        cls,
+        group: np.ndarray,
+        decision: np.ndarray,
+        label: np.ndarray,
+        kind: np.ndarray,
+        n: np.ndarray,
+        sum_w: np.ndarray,
+        sum_w2: np.ndarray,
+        cost: np.ndarray,
+        *,
+        keys: Sequence[Hashable],
+    ) -> AlignmentStats:
+        """Build from sparse cell sums (one entry per ``(group, decision, label, kind)``
+        with its count, ``Σw`` and ``Σw²``, e.g. maintained by a store): scattered into the
+        dense tables of :meth:`from_cells`. ``cost``: the ``(K+1, K)`` matrix."""
+        k1 = cost.shape[1] + 1
+        shape = (len(keys), k1, k1, 3)
+        idx = (
+            np.asarray(group, dtype=np.intp),
+            np.asarray(decision, dtype=np.intp) + 1,
+            np.asarray(label, dtype=np.intp) + 1,
+            np.asarray(kind, dtype=np.intp),
+        )
+        tables = []
+        for values, dtype in ((n, np.int64), (sum_w, np.float64), (sum_w2, np.float64)):
+            t = np.zeros(shape, dtype=dtype)
+            np.add.at(t, idx, np.asarray(values, dtype=dtype))
+            tables.append(t)
+        return cls.from_cells(*tables, cost, keys=keys)
+
     # -- algebra -----------------------------------------------------------------------
     def merge(self, other: AlignmentStats) -> AlignmentStats:
         """Statistics of the union of both data sets; keys are united (self's order

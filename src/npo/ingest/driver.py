@@ -37,15 +37,9 @@ def _dry_run_supported(method: Callable[..., Any]) -> bool:
 
 def _stateless_check(k: Kind, batch: Any, actions: Any) -> None:
     """The store's checks that need no stored data (raises ValidationFailed)."""
-    from npo.store import validate
+    from npo.domain import rules
 
-    if k == "scenarios":
-        cols = validate.scenario_columns(batch)
-    elif k == "decisions":
-        cols = validate.decision_columns(batch, actions)
-    else:
-        cols = validate.feedback_columns(batch, actions)
-    errors = getattr(cols, "errors", None)
+    errors = rules.check(k, batch, actions).errors
     if errors:
         raise ValidationFailed(list(errors))
 

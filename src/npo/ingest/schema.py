@@ -2,11 +2,12 @@
 that turns a chunk read from a file into the columns the store expects.
 
 What is checked here is what only a *file* can get wrong: unknown or missing columns,
-text cells that are not numbers (CSV has no types), and the spread-out representations
-of vectors (``score_<action>`` / ``feature_<name>`` columns, or a ``scores`` cell holding
-``"0.2;0.8"`` or ``"[0.2, 0.8]"``). Everything about the *values* (ranges, action names,
-propensities, references, conflicting re-sends) is checked by the store, in one place
-(:mod:`npo.store.validate`).
+text cells that are not numbers or booleans (CSV has no types), and the spread-out
+representations of vectors (``score_<action>`` / ``feature_<name>`` columns, or a ``scores``
+cell holding ``"0.2;0.8"`` or ``"[0.2, 0.8]"``). Everything about the *values* (ranges,
+action names, propensities, times) is judged by the rules of :mod:`npo.domain.rules` --
+the same the records and the store apply -- and references and conflicting re-sends by
+the store.
 """
 
 from __future__ import annotations
@@ -18,17 +19,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from npo.domain import ActionSpace, Decision, Feedback, Scenario
+from npo.domain import ActionSpace
+from npo.domain.rules import FIELDS, REQUIRED
 
 Kind = Literal["scenarios", "decisions", "feedback"]
 KINDS: tuple[Kind, ...] = ("scenarios", "decisions", "feedback")
-
-_MODELS = {"scenarios": Scenario, "decisions": Decision, "feedback": Feedback}
-FIELDS: dict[str, tuple[str, ...]] = {k: tuple(m.model_fields) for k, m in _MODELS.items()}
-REQUIRED: dict[str, tuple[str, ...]] = {
-    k: tuple(f for f, info in m.model_fields.items() if info.is_required())
-    for k, m in _MODELS.items()
-}
 #: list-valued field of each kind and the prefix of its spread-out columns
 VECTOR = {"scenarios": ("features", "feature_"), "decisions": ("scores", "score_")}
 
@@ -324,6 +319,8 @@ def normalise_table(
         col = table.column(name).combine_chunks()
         if name == "timestamp" and _is_text(col.type):
             col = _text_times(col)
+        elif name == "review" and text and _is_text(col.type):
+            col = _text_flags(col, name, ids, errs)
         elif text and _is_text(col.type):
             if name == "propensity":
                 col = _float_column(col, name, ids, errs)
@@ -335,6 +332,28 @@ def normalise_table(
     if spread and vec is not None:
         cols[vec[0]] = _assemble(table, spread, vec[0], ids, errs)
     return pa.table(cols), errs
+
+
+_FLAGS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _text_flags(col: Any, field: str, ids: Any, errs: list[RowError]) -> Any:
+    """A CSV column of true / false (1 / 0, yes / no; empty: absent) -> booleans."""
+    import pyarrow as pa
+
+    out: list[bool | None] = []
+    for i, v in enumerate(col.to_pylist()):
+        key = (v or "").strip().lower()
+        if not key:
+            out.append(None)
+        elif key in _FLAGS:
+            out.append(_FLAGS[key])
+        else:
+            errs.append(
+                RowError(i, field, f"expected true or false, got {describe(v)}", _id_at(ids, i))
+            )
+            out.append(None)
+    return pa.array(out, pa.bool_())
 
 
 def _text_times(col: Any) -> Any:

@@ -13,12 +13,23 @@ Ingestion contract (SPEC §4, §6):
   :class:`~npo.errors.ValidationFailed` lists every bad item (index, id, field, reason).
 - ``dry_run=True`` runs every check, including those against stored data, inside the
   batch's transaction and rolls it back: the report says what *would* be stored.
+
+Units of work: ``with store.transaction(): ...`` makes ingests, audit appends, state and
+configuration writes commit together or not at all; nested calls (and every ``ingest_*``)
+join the outer transaction through a savepoint, so a rejected batch inside it rolls back
+only itself.
+
+Reads: the standard breakdowns come from maintained sufficient statistics
+(:meth:`Store.summary`, cost O(cells), not O(history)); :meth:`Store.scan` reads chosen
+columns straight into Arrow; :meth:`Store.labelled` / :meth:`Store.decisions` return the
+estimators' numpy arrays. Scans read committed data on their own connection.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from npo.domain import ActionSpace, Decision, Feedback, PolicyVersion, Scenario, ThresholdSet
+from npo.errors import ItemError
 
 #: What ``ingest_*`` accepts: records, plain mappings, a pyarrow Table / RecordBatch,
 #: or a pandas / polars DataFrame (converted through Arrow).
@@ -36,14 +48,23 @@ EventKind = Literal["scenarios", "decisions", "feedback"]
 
 @dataclass(frozen=True)
 class IngestReport:
-    """Outcome of one accepted batch."""
+    """Outcome of one accepted batch; ``warnings`` name items that were stored but look
+    wrong (e.g. a propensity below the configured ``p_min``)."""
 
     kind: EventKind
     inserted: int
     duplicates: int
+    warnings: tuple[ItemError, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "inserted": self.inserted, "duplicates": self.duplicates}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+        }
+        if self.warnings:
+            out["warnings"] = [w.to_dict() for w in self.warnings]
+        return out
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,9 @@ class DecisionArrays:
     ``reviewed`` is True where at least one labelled (like/override) feedback exists;
     ``label`` is the first such label (-1 otherwise); ``abstained`` is True where the
     only feedback is abstentions. Needed by the Horvitz–Thompson sequential estimator.
+    ``seq`` is the store's monotone decision order; ``shadow`` the policy's own decision
+    where a different one was served (-2 otherwise); ``review`` 1 / 0 / -1 (sent for
+    review / not / not recorded).
     """
 
     decision_id: np.ndarray
@@ -108,6 +132,9 @@ class DecisionArrays:
     segments: tuple[str, ...]
     policy_versions: tuple[str, ...]
     threshold_versions: tuple[str, ...]
+    seq: np.ndarray | None = None
+    shadow: np.ndarray | None = None
+    review: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.decision.shape[0])
@@ -127,9 +154,43 @@ class AuditRecord:
 
 @dataclass(frozen=True)
 class AuditVerification:
+    """``head`` is the hash of the last record (keep it elsewhere and pass it back as
+    ``expect_head`` later); ``keyed`` says whether the chain is an HMAC chain."""
+
     ok: bool
     checked: int
     problems: list[str] = field(default_factory=list)
+    head: str | None = None
+    keyed: bool = False
+
+
+@dataclass(frozen=True)
+class StateValue:
+    """A value of the loop's key-value state and its version (1, 2, … per write)."""
+
+    key: str
+    version: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A held lease: ``fence`` grows at every change of holder (pass it along with writes
+    guarded by the lease); ``expires_at`` is judged by the database's clock."""
+
+    name: str
+    holder: str
+    expires_at: datetime
+    fence: int
+
+
+@dataclass(frozen=True)
+class ConfigRecord:
+    """A version of the loop's configuration (a JSON-able mapping), audited."""
+
+    version: int
+    config: dict[str, Any]
+    created_at: datetime
 
 
 class Store(ABC):
@@ -196,6 +257,82 @@ class Store(ABC):
     def counts(self) -> dict[str, int]:
         """Number of rows per table."""
 
+    @abstractmethod
+    def scan(
+        self,
+        kind: EventKind,
+        columns: Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        segment: str | None = None,
+        policy_version: str | None = None,
+        as_numpy: bool = False,
+    ) -> Any:
+        """Rows of ``kind`` as a ``pyarrow.Table`` of the chosen columns (all when None),
+        read without per-row Python; names come dictionary-encoded. Time filters apply to
+        the decision time (feedback) or the event time. ``as_numpy``: a dict of numpy
+        arrays, converted one column at a time (peak memory: the Arrow result plus one
+        column)."""
+
+    @abstractmethod
+    def summary(
+        self,
+        *,
+        by: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        segment: str | None = None,
+        window_us: int | None = None,
+    ) -> Any:
+        """The maintained sufficient statistics of the selection (decision time in
+        ``[since, until)``), grouped ``by`` segment, action, policy_version,
+        threshold_version, reviewer (with agreement tallies) or window (a
+        :class:`~npo.store.summary.Summary`); cost O(cells), not O(feedback)."""
+
+    @abstractmethod
+    def check_summary(self) -> list[str]:
+        """Compare the maintained statistics with a full scan; the differences found."""
+
+    @abstractmethod
+    def rebuild_summary(self) -> None:
+        """Recompute the maintained statistics from a full scan (one transaction)."""
+
+    # -- units of work, state and leases -------------------------------------------------
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Store]:
+        """``with store.transaction(): ...``: everything inside commits together or not at
+        all; nested calls join the outer transaction (savepoints)."""
+
+    @abstractmethod
+    def get_state(self, key: str) -> StateValue | None: ...
+
+    @abstractmethod
+    def put_state(self, key: str, value: Any, *, expect_version: int | None = None) -> int:
+        """Write a JSON-able ``value``; with ``expect_version`` (0 = must not exist yet) it
+        is a compare-and-set that raises :class:`~npo.errors.StateConflict` if another
+        version is stored. Returns the new version."""
+
+    @abstractmethod
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> Lease | None:
+        """Take (or extend, if already ours) lease ``name`` for ``ttl_s`` seconds of the
+        database's clock; None if someone else holds it and it has not expired."""
+
+    @abstractmethod
+    def renew_lease(self, name: str, holder: str, ttl_s: float) -> Lease:
+        """Extend a lease we hold; :class:`~npo.errors.LeaseLost` if we no longer do."""
+
+    @abstractmethod
+    def release_lease(self, name: str, holder: str) -> bool: ...
+
+    @abstractmethod
+    def put_config(self, config: Mapping[str, Any], *, reason: str = "configured") -> int:
+        """Store a new version of the loop's configuration (audited); an identical one is
+        a no-op returning the current version."""
+
+    @abstractmethod
+    def get_config(self, version: int | None = None) -> ConfigRecord | None: ...
+
     # -- policy and threshold versions ------------------------------------------------
     @abstractmethod
     def add_policy(self, policy: PolicyVersion) -> None: ...
@@ -236,4 +373,6 @@ class Store(ABC):
     def audit(self, *, kind: str | None = None, limit: int | None = None) -> list[AuditRecord]: ...
 
     @abstractmethod
-    def verify_audit(self) -> AuditVerification: ...
+    def verify_audit(self, *, expect_head: str | None = None) -> AuditVerification:
+        """Recompute the chain and the head history; ``expect_head``: a head hash kept
+        elsewhere that must still be in the chain."""
