@@ -171,6 +171,7 @@ class AlignmentLoop:
             "monitor": None if monitor is None else type(monitor).__name__,
         }
         self._state = self._fresh_state()
+        self._monitor_moves = 0  # loss monitor updates and resets (in memory: see _monitor_key)
         self._opening = True
         self.checkpoint = Checkpoint(
             store,
@@ -178,7 +179,7 @@ class AlignmentLoop:
             dump=self._dump,
             load=self._load,
             start=self._start,
-            watch=self._monitor_point,
+            watch=self._monitor_key,
             on_change=self._append_monitor_point,
         )
         with self._lock, self.unit():
@@ -310,6 +311,19 @@ class AlignmentLoop:
             lam_crit=float(self.config.lambda_crit),
             state="override" if self.monitors.override else self.monitors.state.name.lower(),
             policy_version=self._state["serving"]["policy"],
+        )
+
+    def _monitor_key(self) -> tuple[Any, ...]:
+        """Cheap to compare: changes exactly when :meth:`_monitor_point` does (the loss
+        monitor took terms or was reset; the labelled count, its state, override mode or the
+        policy changed)."""
+        m, s = self.monitors, self._state
+        return (
+            self._monitor_moves,
+            s["counts"]["labelled"],
+            m.state,
+            m.override,
+            s["serving"]["policy"],
         )
 
     def _append_monitor_point(self, version: int) -> None:
@@ -462,6 +476,8 @@ class AlignmentLoop:
 
     def fix(self) -> None:
         """A new policy or thresholds serve: the old evidence is about another rule."""
+        if self.monitors.loss.status.n:
+            self._monitor_moves += 1
         self.monitors.reset_loss()
         self.observations.restart()
         self.scheduler.on_fix()
@@ -509,6 +525,7 @@ class AlignmentLoop:
         c["abstained"] += obs.abstained
         self.scheduler.labels += obs.labelled_current
         s["now_us"] = max(int(s["now_us"]), obs.last_time_us)
+        self._monitor_moves += bool(obs.loss.size)
         for kind, payload in self.monitors.observe(obs):
             self.emit(kind, payload)
         events, rose = self.monitors.react(s["serving"], fallback=self.fallback is not None)
