@@ -14,6 +14,7 @@ alone, writing ``results/loop.json``). Each measurement runs in its own process.
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,7 @@ def _main(argv: list[str]) -> int:
         return 0
     quick = "--quick" in argv
     result = run(quick)
+    result["machine"] = f"{platform.machine()}, {platform.python_version()}"
     result["date"] = time.strftime("%Y-%m-%d")
     result["quick"] = quick
     folder = HERE / "results" / ("quick" if quick else "")
