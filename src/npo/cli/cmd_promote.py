@@ -46,13 +46,17 @@ def register(app: typer.Typer) -> None:
         version: Annotated[str, typer.Argument(help="Earlier policy version to restore.")],
         db: DbOption = default_db(),
         reason: Annotated[str, typer.Option(help="Why (goes into the audit log).")] = "",
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Also a version that never served (audited)."),
+        ] = False,
         as_json: JsonOption = False,
     ) -> None:
         """Make an earlier policy version serve again (audited)."""
-        from npo.policy.registry import rollback
+        from npo.loop.lifecycle import rollback
 
         with cli_errors(as_json, {"version": "VERSION"}), open_existing(db) as store:
-            out = rollback(store, version, reason=reason)
+            out = rollback(store, version, reason=reason, force=force)
         if as_json:
             emit_json({"ok": True, **out})
         else:

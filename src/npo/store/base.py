@@ -30,7 +30,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -141,6 +141,57 @@ class DecisionArrays:
 
 
 @dataclass(frozen=True)
+class DecisionRows:
+    """Decisions read inside a unit of work (:meth:`Store.read_decisions`), in ``seq``
+    order. Codes: ``action`` / ``shadow`` an action index, -1 DEFER (``shadow`` -2 when the
+    policy's own decision was the served one); ``review`` 1 / 0 / -1 (sent for review /
+    not / not recorded). Times are int64 µs."""
+
+    seq: np.ndarray
+    decision_id: list[str]
+    scenario_id: list[str]
+    policy_version: list[str]
+    threshold_version: list[str]
+    segment: list[str]
+    scores: np.ndarray
+    action: np.ndarray
+    shadow: np.ndarray
+    propensity: np.ndarray
+    review: np.ndarray
+    timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.seq.shape[0])
+
+    @property
+    def measured(self) -> np.ndarray:
+        """The policy's own decision (the shadow where one was recorded, else the served)."""
+        return np.where(self.shadow == -2, self.action, self.shadow).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class FeedbackRows:
+    """Feedback read inside a unit of work (:meth:`Store.read_feedback`), in ``seq`` order.
+
+    ``kind`` 0 like / 1 override / 2 abstain; ``label`` the preferred action (a like's is
+    the served ``decision``; -1 for an abstention); ``shadow`` the decision's measured
+    (policy's own) decision: its recorded shadow, else the served one."""
+
+    seq: np.ndarray
+    feedback_id: list[str]
+    decision_seq: np.ndarray
+    reviewer: list[str]
+    kind: np.ndarray
+    label: np.ndarray
+    decision: np.ndarray
+    shadow: np.ndarray
+    timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.seq.shape[0])
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     """One append-only audit entry; ``hash = sha256(prev_hash ‖ canonical JSON)``."""
 
@@ -182,6 +233,34 @@ class Lease:
     holder: str
     expires_at: datetime
     fence: int
+
+
+@dataclass(frozen=True)
+class MonitorPoint:
+    """One point of the loss monitor's history, as the loop checkpointed it.
+
+    ``seq``: the version of the loop checkpoint written with it (one point per checkpoint
+    that changed the monitor); ``at``: when it was written (ISO-8601, UTC);
+    ``n_labelled``: observations the monitor holds; ``estimate`` / ``lower`` / ``upper``:
+    the monitor's estimate of the expected loss of the serving rule and its confidence band
+    (None where the monitor has none); ``lam`` / ``lam_crit``: the tolerance λ and the
+    critical level; ``state``: what the loop acts on (``"ok"``, ``"retrain"``, or
+    ``"override"`` -- override mode, whether the trigger or an operator started it);
+    ``policy_version``: the serving policy."""
+
+    seq: int
+    at: str
+    n_labelled: int
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    lam: float
+    lam_crit: float
+    state: str
+    policy_version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -305,6 +384,39 @@ class Store(ABC):
         all; nested calls join the outer transaction (savepoints)."""
 
     @abstractmethod
+    def lock(self, name: str) -> None:
+        """Inside a unit of work: serialise it with every other unit that locks ``name``,
+        until the transaction ends (a no-op where write transactions already exclude each
+        other, as on SQLite)."""
+
+    # -- reads inside a unit of work (they see its own writes) ---------------------------
+    @abstractmethod
+    def read_decisions(
+        self,
+        *,
+        after_seq: int | None = None,
+        until_seq: int | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> DecisionRows:
+        """Decisions with ``after_seq < seq <= until_seq``, or with the given ids, in
+        ``seq`` order, read on the write connection (they see the current unit of work)."""
+
+    @abstractmethod
+    def read_feedback(
+        self,
+        *,
+        after_seq: int | None = None,
+        until_seq: int | None = None,
+        decision_seqs: Sequence[int] | None = None,
+    ) -> FeedbackRows:
+        """Feedback with ``after_seq < seq <= until_seq`` (and, if given, on the decisions
+        numbered ``decision_seqs``), in ``seq`` order, on the write connection."""
+
+    @abstractmethod
+    def last_seq(self, kind: EventKind) -> int:
+        """The largest ``seq`` of ``kind`` (0 when empty), as the current unit sees it."""
+
+    @abstractmethod
     def get_state(self, key: str) -> StateValue | None: ...
 
     @abstractmethod
@@ -332,6 +444,17 @@ class Store(ABC):
 
     @abstractmethod
     def get_config(self, version: int | None = None) -> ConfigRecord | None: ...
+
+    @abstractmethod
+    def append_monitor_point(self, point: MonitorPoint) -> None:
+        """Append a point of the monitor's history (``point.seq`` must be larger than any
+        stored; the loop writes it in the unit of work of its checkpoint)."""
+
+    @abstractmethod
+    def monitor_history(self, max_points: int = 500) -> list[MonitorPoint]:
+        """The monitor's history, oldest first, evenly thinned by ``seq`` to at most
+        ``max_points``, always keeping the points where ``state`` changed (and the newest).
+        Only if more than ``max_points`` state changes are stored: the newest of them."""
 
     # -- policy and threshold versions ------------------------------------------------
     @abstractmethod

@@ -9,7 +9,8 @@ carries the immutable fields of its decision that the estimators need (``decisio
 labelled read is a scan of one table.
 
 ``stat_*`` tables hold the maintained sufficient statistics (:mod:`npo.store.summary`);
-``state`` and ``leases`` the loop's checkpoints (:mod:`npo.store.state`). Every other
+``state`` and ``leases`` the loop's checkpoints (:mod:`npo.store.state`),
+``monitor_points`` the monitor's history the loop writes with them. Every other
 table is append-only: the database refuses ``UPDATE`` and ``DELETE`` on it (triggers).
 
 ``SCHEMA_VERSION`` is written to ``meta`` when a store is created. Version 1 is the
@@ -122,6 +123,17 @@ LEASES = Table(
     ("name",),
     append_only=False,
 )
+#: the loss monitor's history as the loop checkpointed it (:class:`~npo.store.base.MonitorPoint`;
+#: ``seq`` is the checkpoint's version, ``changed`` = 1 where ``state`` differs from the
+#: previous point's)
+MONITOR_POINTS = Table(
+    "monitor_points",
+    _c(
+        "seq i64, at i64, n_labelled i64, estimate f64?, lower f64?, upper f64?, lam f64, "
+        "lam_crit f64, state text, policy_version text?, changed i16"
+    ),
+    ("seq",),
+)
 
 _CELL = "decision i16, label i16, kind i16, n i64, sw f64, sw2 f64"
 STAT_CELL = Table(
@@ -186,7 +198,11 @@ TABLES = (
     STAT_AGREE,
     STAT_FLEISS,
     *ALL_TIME.values(),
+    MONITOR_POINTS,
 )
+#: tables added after schema version 2 shipped: created when a store without them is
+#: opened for writing (additive, so the schema version stays)
+ADDED = (MONITOR_POINTS,)
 BY_NAME = {t.name: t for t in TABLES}
 #: what :meth:`Store.counts` reports
 COUNTED = ("scenarios", "decisions", "feedback", "policies", "thresholds", "audit")

@@ -23,6 +23,7 @@ from npo.domain import ActionSpace, PolicyVersion, ThresholdSet
 from npo.domain.rules import from_us, now_us, to_us
 from npo.errors import ConflictError, ItemError, NotFound, StoreError, ValidationFailed
 from npo.store import events, scan, state, summary
+from npo.store import rows as unit_rows
 from npo.store.audit import AuditLog, canonical_json, env_key, key_id, normalise_payload
 from npo.store.base import (
     AuditRecord,
@@ -30,14 +31,17 @@ from npo.store.base import (
     Batch,
     ConfigRecord,
     DecisionArrays,
+    DecisionRows,
+    FeedbackRows,
     IngestReport,
     LabelledFeedback,
     Lease,
+    MonitorPoint,
     StateValue,
     Store,
 )
 from npo.store.dialect import Dialect
-from npo.store.schema import COUNTED, NAME_KINDS, SCHEMA_VERSION, TABLES
+from npo.store.schema import ADDED, COUNTED, NAME_KINDS, SCHEMA_VERSION, TABLES
 
 DEFAULT_BUCKET_S = 86_400
 
@@ -74,6 +78,8 @@ class SQLStore(Store):
         try:
             if new:
                 self._create(actions, int(bucket_s), key)  # type: ignore[arg-type]
+            elif not dialect.read_only:
+                self._add_tables()
             meta = dict(self._x("SELECT key, value FROM meta").fetchall())
             stored = ActionSpace(json.loads(meta["actions"]))
             if actions is not None and tuple(actions.actions) != stored.actions:
@@ -119,6 +125,18 @@ class SQLStore(Store):
             if key is not None:
                 meta["audit_key_id"] = key_id(key)
             self._xm("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+
+    def _add_tables(self) -> None:
+        """Create the tables added to schema version 2 after it shipped (:data:`ADDED`)."""
+        if not {t.name for t in ADDED} - self._dialect.tables(self._conn):
+            return
+        with self.transaction():
+            self._lock_writers("schema")
+            have = self._dialect.tables(self._conn)  # another process may have added them
+            for t in ADDED:
+                if t.name not in have:
+                    for stmt in self._dialect.create_table(t):
+                        self._x(stmt)
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -205,6 +223,36 @@ class SQLStore(Store):
                     self._codes_cache.clear()
                     self._names.clear()
                 raise
+
+    def lock(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValidationFailed([ItemError(0, "name", "must be a non-empty string")], "lock")
+        if self._depth == 0:
+            raise StoreError("store.lock() is only meaningful inside store.transaction()")
+        self._dialect.lock_name(self._conn, name)
+
+    def read_decisions(
+        self,
+        *,
+        after_seq: int | None = None,
+        until_seq: int | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> DecisionRows:
+        with self._read():
+            return unit_rows.decisions(self, after_seq, until_seq, ids)
+
+    def read_feedback(
+        self,
+        *,
+        after_seq: int | None = None,
+        until_seq: int | None = None,
+        decision_seqs: Sequence[int] | None = None,
+    ) -> FeedbackRows:
+        with self._read():
+            return unit_rows.feedback(self, after_seq, until_seq, decision_seqs)
+
+    def last_seq(self, kind: str) -> int:  # type: ignore[override]
+        return unit_rows.last_seq(self, kind)
 
     @contextmanager
     def _read(self) -> Iterator[None]:
@@ -557,6 +605,12 @@ class SQLStore(Store):
 
     def get_config(self, version: int | None = None) -> ConfigRecord | None:
         return state.get_config(self, version)
+
+    def append_monitor_point(self, point: MonitorPoint) -> None:
+        state.append_monitor_point(self, point)
+
+    def monitor_history(self, max_points: int = 500) -> list[MonitorPoint]:
+        return state.monitor_history(self, max_points)
 
 
 def _policy(r: Sequence[Any]) -> PolicyVersion:
