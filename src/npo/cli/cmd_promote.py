@@ -45,15 +45,21 @@ def register(app: typer.Typer) -> None:
     def rollback_cmd(
         version: Annotated[str, typer.Argument(help="Earlier policy version to restore.")],
         db: DbOption = default_db(),
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Allow a version that never served (audited)."),
+        ] = False,
         reason: Annotated[str, typer.Option(help="Why (goes into the audit log).")] = "",
         as_json: JsonOption = False,
     ) -> None:
-        """Make an earlier policy version serve again (audited)."""
-        from npo.policy.registry import rollback
+        """Make an earlier policy version serve again (audited). Only a version that
+        served before, unless --force."""
+        from npo.service.loop_gateway import rollback
 
         with cli_errors(as_json, {"version": "VERSION"}), open_existing(db) as store:
-            out = rollback(store, version, reason=reason)
+            out = rollback(store, version, reason=reason, force=force, actor="npo rollback (CLI)")
         if as_json:
             emit_json({"ok": True, **out})
         else:
-            console.print(f"rolled back to {version} (was {out['previous']})")
+            how = ("FORCED ", "bold yellow") if out["forced"] else ""
+            console.print(Text.assemble(how, f"rolled back to {version} (was {out['previous']})"))

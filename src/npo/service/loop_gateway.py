@@ -599,18 +599,46 @@ def add_thresholds(
     return store.get_thresholds(thresholds.version)
 
 
-def check_policy(store: Store, record: PolicyVersion, trusted: tuple[str, ...] = ()) -> Any:
-    """Load ``record`` as the service would (skops with the trusted types only) and check
-    that it scores the store's actions; the loaded policy."""
+def policy_record(
+    store: Store,
+    version: str,
+    kind: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    blob: bytes | None = None,
+    parent: str | None = None,
+    note: str | None = None,
+    trusted: tuple[str, ...] = (),
+) -> PolicyVersion:
+    """A policy version ready to add, loaded first as the service would load it (skops:
+    trusted types only) and checked to score the store's actions. ``softmax-linear``:
+    ``params`` = weights (d, K), bias (K,), temperature; ``sklearn-skops``: ``blob`` = the
+    skops file's bytes of a classifier whose classes are action codes 0..K-1."""
     from npo.policy.base import load_policy
 
-    policy = load_policy(record, trusted=trusted)
     k = store.actions.k
+    p = dict(params or {})
+    if kind == "sklearn-skops":
+        if not blob:
+            raise _bad("skops", "a sklearn-skops policy needs its skops file", "policy")
+        p.setdefault("n_actions", k)
+    elif kind != "softmax-linear":
+        raise _bad("kind", f"must be softmax-linear or sklearn-skops, got {kind!r}", "policy")
+    try:
+        rec = PolicyVersion(
+            version=version, kind=kind, params=p, blob=blob, parent=parent, note=note
+        )
+    except ValueError as exc:
+        raise _bad("version", str(exc).splitlines()[-1].strip(), "policy") from None
+    policy = load_policy(rec, trusted=trusted)
     n = getattr(policy, "n_actions", None)
     if n is not None and int(n) != k:
         raise _bad(
-            "params" if record.kind == "softmax-linear" else "skops",
+            "params" if kind == "softmax-linear" else "skops",
             f"the policy scores {n} actions; the store has {k}: {list(store.actions.actions)}",
             "policy",
         )
-    return policy
+    if kind == "sklearn-skops":
+        est = type(getattr(policy, "estimator", None)).__name__
+        rec = rec.model_copy(update={"params": {**p, "estimator": est}})
+    return rec

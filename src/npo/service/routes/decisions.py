@@ -18,6 +18,7 @@ async def record_decisions(body: DecisionsRequest, state: State, token: Operator
     the propensity with which each was sent for review, and whether it was (those join
     the review queue). Idempotent by id; the whole batch or nothing."""
     items = [d.model_dump(exclude_none=True) for d in body.decisions]
+
     def record() -> object:
         report = state.loop.record_decisions(items)
         state.enqueue([d["id"] for d in items if d.get("review")])

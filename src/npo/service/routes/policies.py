@@ -66,25 +66,15 @@ async def add_policy(body: PolicyIn, state: State, token: Admin) -> PolicyOut:
         try:
             blob = base64.b64decode(body.skops_base64 or "", validate=True)
         except (binascii.Error, ValueError):
-            blob = b""
-        if not blob:
             raise ValidationFailed(
-                [ItemError(0, "skops_base64", "a sklearn-skops policy needs its skops file "
-                           "in base64")], "policy")  # fmt: skip
-    params = dict(body.params)
-    if body.kind == "sklearn-skops":
-        params.setdefault("n_actions", state.store.actions.k)
-    rec = PolicyVersion(
-        version=body.version,
-        kind=body.kind,
-        params=params,
-        blob=blob,
-        parent=body.parent,
-        note=body.note,
-    )
+                [ItemError(0, "skops_base64", "not valid base64")], "policy"
+            ) from None
 
     def add() -> dict[str, Any]:
-        gw.check_policy(state.store, rec, state.settings.trusted)
+        rec = gw.policy_record(
+            state.store, body.version, body.kind, params=body.params, blob=blob,
+            parent=body.parent, note=body.note, trusted=state.settings.trusted,
+        )  # fmt: skip
         stored = gw.add_policy(state.store, rec, actor=token.name)
         return policy_out(state.store, stored, gw.served_versions(state.store), False)
 
