@@ -23,7 +23,8 @@ API_VERSION = "1"
 
 class PayloadLimit:
     """413 for a request body over ``limit`` bytes (by ``Content-Length``, or counted as
-    it streams in), before the route reads it."""
+    it streams in), before the route reads it. The body is read here (it is read whole
+    by the route anyway) and handed on."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -35,32 +36,31 @@ class PayloadLimit:
         too_big = f"request body over the payload limit of {self.limit:,} bytes"
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await errors.respond(413, too_big)(scope, receive, send)
-        seen = 0
-
-        class TooLarge(Exception):
-            pass
-
-        async def counted() -> Any:
-            nonlocal seen
+        if scope.get("method") in ("GET", "HEAD", "DELETE") and length is None:
+            return await self.app(scope, receive, send)
+        # no (trusted) length: read the body here, up to the limit, then hand it on
+        parts, seen = [], 0
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise TooLarge
-            return msg
+            if msg["type"] != "http.request":
+                return  # the client went away
+            body = msg.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
+                return await errors.respond(413, too_big)(scope, receive, send)
+            parts.append(body)
+            if not msg.get("more_body", False):
+                break
+        done = False
 
-        started = False
+        async def replay() -> Any:
+            nonlocal done
+            if not done:
+                done = True
+                return {"type": "http.request", "body": b"".join(parts), "more_body": False}
+            return await receive()
 
-        async def watch(msg: Any) -> None:
-            nonlocal started
-            started = started or msg["type"] == "http.response.start"
-            await send(msg)
-
-        try:
-            await self.app(scope, counted, watch)
-        except TooLarge:
-            if not started:
-                await errors.respond(413, too_big)(scope, receive, send)
+        await self.app(scope, replay, send)
 
 
 class RequestMetrics:

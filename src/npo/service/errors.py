@@ -104,18 +104,26 @@ def npo_error_response(exc: NPOError) -> JSONResponse:
 
 
 def _from_request_errors(exc: RequestValidationError) -> list[ItemError]:
-    """FastAPI's body errors as items: ``("body", "feedback", 3, "kind")`` -> item 3,
-    field ``kind``; the top-level fields are item 0."""
+    """FastAPI's body errors as items: ``("body", "feedback", 3, "kind")`` -> item 3 (with
+    its id when it has one), field ``kind``; the top-level fields are item 0."""
     out = []
+    body = getattr(exc, "body", None)
     for e in exc.errors():
-        loc = [p for p in e.get("loc", ()) if p != "body"]
-        index = 0
-        if len(loc) >= 2 and isinstance(loc[1], int):
+        loc = list(e.get("loc", ()))
+        in_body = bool(loc) and loc[0] == "body"
+        loc = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+        index, item_id = 0, None
+        if in_body and len(loc) >= 2 and isinstance(loc[1], int):
             index = loc[1]
+            try:
+                ident = body[loc[0]][index].get("id")  # type: ignore[index]
+                item_id = ident if isinstance(ident, str) else None
+            except (TypeError, KeyError, IndexError, AttributeError):
+                pass
             loc = loc[2:]
         field = ".".join(str(p) for p in loc) or "body"
         msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
-        out.append(ItemError(index, field, msg))
+        out.append(ItemError(index, field, msg, item_id))
     return out
 
 

@@ -121,7 +121,11 @@ class FeedbackIn(_Body):
     id: str
     decision_id: str
     reviewer_id: str | None = None
-    kind: FeedbackKind
+    kind: str = Field(
+        description="like / override / abstain (checked with the whole batch: every bad "
+        "item is listed)",
+        json_schema_extra={"enum": [k.value for k in FeedbackKind]},
+    )
     action: str | None = None
     comment: str | None = None
     timestamp: datetime | None = None

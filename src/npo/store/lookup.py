@@ -68,7 +68,7 @@ def decisions_by_id(store: Any, ids: Sequence[str]) -> dict[str, StoredDecision]
             "d.segment, d.policy, d.threshold, d.ts, s.features, "
             "(SELECT count(*) FROM review_queue q WHERE q.decision_seq = d.seq) + "
             "(SELECT count(*) FROM feedback f WHERE f.decision_seq = d.seq) "
-            "FROM decisions d LEFT JOIN scenarios s ON s.id = d.scenario_id",
+            "FROM decisions d LEFT JOIN scenarios s ON s.id = d.scenario_id WHERE 1 = 1",
             "d.id",
             want,
         )

@@ -208,7 +208,8 @@ def _items(store: Any, chosen: list[tuple[int, int, int]], expires: int) -> list
     info = {s: (w, r) for s, w, r in chosen}
     rows = store._where_in(
         "SELECT d.seq, d.id, d.scenario_id, d.action, d.scores, d.propensity, d.segment, d.ts, "
-        "d.policy, s.features FROM decisions d LEFT JOIN scenarios s ON s.id = d.scenario_id",
+        "d.policy, s.features FROM decisions d LEFT JOIN scenarios s ON s.id = d.scenario_id "
+        "WHERE 1 = 1",
         "d.seq",
         list(info),
     )

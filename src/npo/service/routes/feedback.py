@@ -22,7 +22,6 @@ async def send_feedback(body: FeedbackRequest, state: State, token: Reviewer) ->
     items = []
     for f in body.feedback:
         d = f.model_dump(exclude_none=True)
-        d["kind"] = f.kind.value
         d.setdefault("reviewer_id", token.name)
         items.append(d)
 

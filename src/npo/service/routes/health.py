@@ -27,7 +27,7 @@ async def readyz(state: State) -> Response:
         policy = await state.run(state.store.active_policy)
     except Exception as exc:
         return JSONResponse({"ok": False, "error": str(exc)[:300]}, status_code=503)
-    return JSONResponse({"ok": True, "policy": policy})
+    return JSONResponse({"ok": True, "policy": policy, "worker": state.loop.worker})
 
 
 @router.get("/metrics", response_class=Response)
