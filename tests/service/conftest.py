@@ -39,7 +39,9 @@ def _live(db: str, folder: Path, workers: int, backend: str) -> Iterator[Live]:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     """A running server: SQLite (1 process) or PostgreSQL (2 workers)."""
     folder = tmp_path_factory.mktemp("live")
     if request.param == "sqlite":

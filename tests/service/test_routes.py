@@ -100,7 +100,9 @@ def test_decide_is_idempotent_and_conflicts_are_409(live) -> None:  # type: igno
     r = op.post("/v1/decide", json=bad)
     assert r.status_code == 422
     assert {(e["index"], e["field"]) for e in r.json()["errors"]} >= {
-        (1, "id"), (1, "features"), (2, "features.1")
+        (1, "id"),
+        (1, "features"),
+        (2, "features.1"),
     }
     r = op.post("/v1/decide", json={"scenarios": [{"id": "w1", "features": [1.0, 2.0, 3.0]}]})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "X"
@@ -126,7 +128,8 @@ def test_record_decisions(live) -> None:  # type: ignore[no-untyped-def]
     r = op.post("/v1/decisions", json={"decisions": [decs[1], *bad]})
     assert r.status_code == 422
     assert [(e["index"], e["field"]) for e in r.json()["errors"]] == [
-        (1, "action"), (2, "propensity")
+        (1, "action"),
+        (2, "propensity"),
     ]
     with open_store(live.db) as store:
         from npo.store.lookup import existing_ids
@@ -277,7 +280,9 @@ def test_policies_thresholds_rollback_and_audit(live) -> None:  # type: ignore[n
     acts = ad.get("/v1/audit", params={"kind": "admin.action", "limit": 50}).json()
     mine = [a["payload"] for a in acts if a["payload"].get("version") in (f"v2-{b}", "v1")]
     assert {(a["action"], a["actor"]) for a in mine} >= {
-        ("policy.promote", "admin-1"), ("policy.rollback", "admin-1"), ("policy.add", "admin-1")
+        ("policy.promote", "admin-1"),
+        ("policy.rollback", "admin-1"),
+        ("policy.add", "admin-1"),
     }
     # the decide route follows the change made through the service
     op = client(live.server, live.tokens["operator"])
@@ -327,9 +332,11 @@ def test_tokens_create_list_revoke(live) -> None:  # type: ignore[no-untyped-def
 
 def test_payload_limit_is_413(live) -> None:  # type: ignore[no-untyped-def]
     rv = client(live.server, live.tokens["reviewer"])
-    big = b'{"feedback": [' + b",".join(
-        b'{"id": "x%d", "decision_id": "d", "kind": "like"}' % i for i in range(30_000)
-    ) + b"]}"
+    big = (
+        b'{"feedback": ['
+        + b",".join(b'{"id": "x%d", "decision_id": "d", "kind": "like"}' % i for i in range(30_000))
+        + b"]}"
+    )
     assert len(big) > 1024 * 1024
     r = rv.post("/v1/feedback", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["status"] == 413
@@ -349,7 +356,9 @@ def test_metrics_add_up_over_workers(live) -> None:  # type: ignore[no-untyped-d
     import re
 
     def served(text: str) -> float:
-        return sum(float(v) for v in re.findall(r"^npo_decisions_total\{[^}]*\} (\S+)$", text, re.M))
+        return sum(
+            float(v) for v in re.findall(r"^npo_decisions_total\{[^}]*\} (\S+)$", text, re.M)
+        )
 
     anon = client(live.server, None)
     before = served(anon.get("/metrics").text)
@@ -362,4 +371,6 @@ def test_metrics_add_up_over_workers(live) -> None:  # type: ignore[no-untyped-d
     assert served(text) - before == n
     assert 'npo_trigger_state{monitor="loss"}' in text
     assert "npo_alignment_loss_estimate" in text
-    assert re.search(r'npo_http_request_duration_seconds_count\{method="POST",route="/v1/decide"\}', text)
+    assert re.search(
+        r'npo_http_request_duration_seconds_count\{method="POST",route="/v1/decide"\}', text
+    )

@@ -50,6 +50,8 @@ __all__ = [
     "add_thresholds",
     "apply_thresholds",
     "open_loop",
+    "policy_record",
+    "receive_feedback",
     "promote",
     "rollback",
     "served_versions",
@@ -320,29 +322,38 @@ class _InMemoryLoop:
     # -- feedback ------------------------------------------------------------------------
     def receive(self, feedback: Sequence[Feedback | Mapping[str, Any]]) -> list[LoopEvent]:
         """Store and learn from a batch of feedback; idempotent by feedback id."""
+        return self.receive_counted(feedback)[1]
+
+    def receive_counted(
+        self, feedback: Sequence[Feedback | Mapping[str, Any]]
+    ) -> tuple[list[Feedback], list[LoopEvent]]:
+        """:meth:`receive`, and the events that were new (stored by this call: exact even
+        when several workers receive the same ids at once -- feedback writers hold the
+        store's feedback lock from the look-up to the commit)."""
         items = [f if isinstance(f, Feedback) else dict(f) for f in feedback]
         if not items:
-            return []
+            return [], []
         with self._lock:
             # every check (rules, unknown decisions, conflicts) against the store first
             self.store.ingest_feedback(items, dry_run=True)
             records = [f if isinstance(f, Feedback) else Feedback.model_validate(f) for f in items]
-            seen = existing_ids(self.store, "feedback", [r.id for r in records])
-            new = list({r.id: r for r in records if r.id not in seen}.values())
-            if not new:
-                return []
             loop = self._ensure(required=False)
-            known = loop._decisions if loop is not None else {}
-            mine = [r for r in new if r.decision_id in known]
-            other = [r for r in new if r.decision_id not in known]
             self._refresh()
             with self.store.transaction():
+                self.store._lock_writers("feedback")
+                seen = existing_ids(self.store, "feedback", [r.id for r in records])
+                new = list({r.id: r for r in records if r.id not in seen}.values())
+                if not new:
+                    return [], []
+                known = loop._decisions if loop is not None else {}
+                mine = [r for r in new if r.decision_id in known]
+                other = [r for r in new if r.decision_id not in known]
                 if other:
                     self.store.ingest_feedback(other)
                 events = loop.receive_records(mine) if loop is not None and mine else []
                 if loop is not None:
                     loop.flush()
-            return list(events)
+            return new, list(events)
 
     # -- reading -----------------------------------------------------------------------
     def status(self, *, counts: bool = True) -> _Status:
@@ -642,3 +653,11 @@ def policy_record(
         est = type(getattr(policy, "estimator", None)).__name__
         rec = rec.model_copy(update={"params": {**p, "estimator": est}})
     return rec
+
+
+def receive_feedback(
+    loop: Any, feedback: Sequence[Feedback | Mapping[str, Any]]
+) -> tuple[list[Feedback], list[LoopEvent]]:
+    """``loop.receive(feedback)`` and the feedback events it stored (re-sent ids are not
+    among them, whichever worker stored them first)."""
+    return loop.receive_counted(feedback)  # type: ignore[no-any-return]

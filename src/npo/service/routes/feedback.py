@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from npo.service import loop_gateway as gw
 from npo.service import metrics
 from npo.service.deps import Reviewer, State
 from npo.service.errors import documented
 from npo.service.models import FeedbackRequest, FeedbackResponse
-from npo.store.lookup import existing_ids
 
 router = APIRouter(tags=["feedback"], responses=documented(401, 403, 409, 413, 422, 503))
 
@@ -25,14 +25,8 @@ async def send_feedback(body: FeedbackRequest, state: State, token: Reviewer) ->
         d.setdefault("reviewer_id", token.name)
         items.append(d)
 
-    def receive() -> tuple[list[dict], list[dict]]:  # type: ignore[type-arg]
-        seen = existing_ids(state.store, "feedback", [d["id"] for d in items])
-        events = state.loop.receive(items)
-        new = list({d["id"]: d for d in items if d["id"] not in seen}.values())
-        return new, [e.to_dict() for e in events]
-
-    new, events = await state.run(receive)
-    metrics.count_feedback(d["kind"] for d in new)
+    new, events = await state.run(gw.receive_feedback, state.loop, items)
+    metrics.count_feedback(f.kind.value for f in new)
     return FeedbackResponse.model_validate(
-        {"received": len(items), "new": len(new), "events": events}
+        {"received": len(items), "new": len(new), "events": [e.to_dict() for e in events]}
     )
