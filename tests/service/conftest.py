@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from server import Server, prepare  # noqa: E402
+from server import Server, prepare
 
 
 @dataclass

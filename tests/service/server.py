@@ -3,6 +3,7 @@ prepared with a configuration, a policy and one token per role."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -89,9 +90,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"npo serve exited with {self.proc.returncode}: {self.tail()}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
-                    if self.workers == 1 or self._all_workers_up():
-                        return self
+                ready = httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200
+                if ready and (self.workers == 1 or self._all_workers_up()):
+                    return self
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
@@ -131,11 +132,9 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
-        elif self.proc is not None:
-            try:
+        elif self.proc is not None:  # workers left behind by a dead supervisor
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def client(server: Server, token: str | None) -> httpx.Client:

@@ -105,7 +105,7 @@ def _crash_run(tmp: Path, stop_server: Callable[[Server], None], after_s: float)
 
 
 def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
-    db, cfg, tokens, srv, load, reached = _crash_run(tmp_path, Server.kill, 2.0)
+    db, cfg, _, _, load, reached = _crash_run(tmp_path, Server.kill, 2.0)
     assert 0 < reached < load.batches and load.acked_decisions and not load.errors
     _all_stored(db, load)  # every acknowledged event is in the store after SIGKILL
     # restart; the client re-sends from the first batch not acknowledged whole

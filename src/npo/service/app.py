@@ -134,3 +134,11 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI schema (what ``GET /openapi.json`` serves), without opening a store."""
     app = create_app(Settings(db=":memory:"))
     return app.openapi()
+
+
+def write_openapi(path: str = "docs/openapi.json") -> None:
+    """Write :func:`openapi_document` (sorted keys, 2-space indent) to ``path``."""
+    import json
+    from pathlib import Path
+
+    Path(path).write_text(json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n")
