@@ -43,6 +43,25 @@ def _row(rec: Any, active: str | None, served: list[str]) -> dict[str, Any]:
     }
 
 
+def _open(db: str, config: Path | None) -> Any:
+    """The store; with ``--config`` created from it if missing, the configuration stored."""
+    if config is None:
+        return open_existing(db)
+    from npo.loop import LoopConfig
+    from npo.store import open_store
+
+    cfg = LoopConfig.from_file(config)
+    store = open_store(db, cfg.action_space)
+    try:
+        store.put_config(
+            cfg.model_dump(by_alias=True, mode="json"), reason=f"npo policy add --config {config}"
+        )
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def register(app: typer.Typer) -> None:
     policy = typer.Typer(help="Policy versions: add, list, show.", no_args_is_help=True)
     app.add_typer(policy, name="policy")
@@ -63,6 +82,12 @@ def register(app: typer.Typer) -> None:
         trusted: Annotated[
             list[str] | None,
             typer.Option("--trusted", help="A type to trust in the skops file (repeatable)."),
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                "--config", help="Loop configuration (TOML): creates the store if missing."
+            ),
         ] = None,
         db: DbOption = default_db(),
         as_json: JsonOption = False,
@@ -85,7 +110,7 @@ def register(app: typer.Typer) -> None:
                     raise _bad("--params", f"not JSON: {exc}") from None
                 if not isinstance(p, dict):
                     raise _bad("--params", "must hold an object {weights, bias, temperature}")
-            with open_existing(db) as store:
+            with _open(db, config) as store:
                 rec = policy_record(
                     store, version, kind, params=p, blob=blob, parent=parent, note=note,
                     trusted=tuple(trusted or ()),

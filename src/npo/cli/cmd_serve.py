@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--config", help="Loop configuration (TOML), stored at start-up."),
         ] = None,
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+        port: Annotated[int, typer.Option(envvar="NPO_PORT", help="Port to listen on.")] = 8000,
         workers: Annotated[
             int, typer.Option(help="Worker processes (more than 1 needs PostgreSQL).")
         ] = 1,
