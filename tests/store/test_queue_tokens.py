@@ -31,7 +31,7 @@ def _decide(store: Any, n: int, prefix: str = "d") -> list[str]:
                 "review": True,
             }
             for d in ids
-        ]  # fmt: skip
+        ]
     )
     return ids
 
@@ -126,9 +126,8 @@ def test_tokens_are_hashed_revocable_and_audited(store: Any) -> None:
     assert [t.name for t in list_tokens(store)] == ["ana"]
     kinds = [r.kind for r in store.audit() if r.kind.startswith("token.")]
     assert kinds == ["token.created", "token.revoked"]
-    with pytest.raises(Exception, match="append-only"):
-        with store.transaction():
-            store._x("DELETE FROM tokens")
+    with pytest.raises(Exception, match="append-only"), store.transaction():
+        store._x("DELETE FROM tokens")
 
 
 def test_a_store_without_the_service_tables_gets_them(store: Any) -> None:
