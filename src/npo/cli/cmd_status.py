@@ -66,9 +66,17 @@ def _num(v: Any) -> str:
     return "—" if v is None else f"{v:.4f}"
 
 
+def _line(label: str, text: str, style: str = "") -> None:
+    """``label`` in bold, then ``text`` wrapped under a 9-column hanging indent."""
+    body = indented(text, console.width, 9)[9:]
+    console.print(Text.assemble((f"{label:<9}", "bold"), (body, style)))
+
+
 def print_status(st: dict[str, Any]) -> None:
     w = console.width
-    console.print(Text.assemble(("NPO status", "bold"), f" — {st['store']} ({st['backend']})"))
+    console.print(Text("NPO status", style="bold"))
+    console.print(Text.assemble(("store    ", "bold"), f"{st['store']} ({st['backend']})"),
+                  soft_wrap=True)  # fmt: skip
     pol, th = st.get("policy"), st.get("thresholds")
     serving = "no policy serves (npo policy add, npo promote)"
     if pol:
@@ -76,10 +84,10 @@ def print_status(st: dict[str, Any]) -> None:
     rule = "default thresholds (0.5)"
     if th:
         rule = f"thresholds {th['version']} (global {th['global']})"
-    console.print(Text.assemble(("serving  ", "bold"), f"{serving}; {rule}"))
+    _line("serving", f"{serving}; {rule}")
     m = st.get("monitor")
     if m is None:
-        console.print(Text("monitor  no loop configuration in this store (npo serve --config)"))
+        _line("monitor", "no loop configuration in this store (npo serve --config FILE)")
     else:
         state = m.get("state", "OK")
         style = {"OK": "green", "RETRAIN": "yellow", "OVERRIDE": "bold red"}.get(state, "")
@@ -116,15 +124,13 @@ def print_status(st: dict[str, Any]) -> None:
     opened = ", ".join(f"{k} {v}" for k, v in trig.items()) or "none open"
     if st.get("override"):
         opened += "; OVERRIDE mode: decisions go to people"
-    console.print(Text.assemble(("triggers ", "bold"), opened))
+    _line("triggers", opened)
     c = st.get("counts") or {}
-    console.print(
-        Text.assemble(
-            ("counts   ", "bold"),
-            f"{c.get('decisions', 0):,} decisions, {c.get('feedback', 0):,} feedback, "
-            f"{c.get('policies', 0):,} policies, {c.get('thresholds', 0):,} threshold sets, "
-            f"{c.get('audit', 0):,} audit records",
-        )
+    _line(
+        "counts",
+        f"{c.get('decisions', 0):,} decisions, {c.get('feedback', 0):,} feedback, "
+        f"{c.get('policies', 0):,} policies, {c.get('thresholds', 0):,} threshold sets, "
+        f"{c.get('audit', 0):,} audit records",
     )
     console.print(Text("last events (audit log, newest last)", style="bold"))
     for e in st.get("last_events") or []:

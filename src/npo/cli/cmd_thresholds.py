@@ -131,9 +131,11 @@ def register(app: typer.Typer) -> None:
                     }
                 )
             except ValueError as exc:
-                raise ValidationFailed(
-                    [ItemError(0, "--per-action", str(exc).splitlines()[-1].strip())]
-                ) from None
+                from npo.service.loop_gateway import pydantic_reasons
+
+                why = pydantic_reasons(exc)
+                opt = "--global" if why.startswith("global") else "--per-action"
+                raise ValidationFailed([ItemError(0, opt, why)]) from None
             with open_existing(db) as store:
                 unknown = [a for a in ts.per_action if a not in store.actions.actions]
                 if unknown:

@@ -640,7 +640,7 @@ def policy_record(
             version=version, kind=kind, params=p, blob=blob, parent=parent, note=note
         )
     except ValueError as exc:
-        raise _bad("version", str(exc).splitlines()[-1].strip(), "policy") from None
+        raise _bad("version", pydantic_reasons(exc), "policy") from None
     policy = load_policy(rec, trusted=trusted)
     n = getattr(policy, "n_actions", None)
     if n is not None and int(n) != k:
@@ -661,3 +661,11 @@ def receive_feedback(
     """``loop.receive(feedback)`` and the feedback events it stored (re-sent ids are not
     among them, whichever worker stored them first)."""
     return loop.receive_counted(feedback)  # type: ignore[no-any-return]
+
+
+def pydantic_reasons(exc: ValueError) -> str:
+    """The reasons of a pydantic error, without its documentation link."""
+    errs = getattr(exc, "errors", None)
+    if not callable(errs):
+        return str(exc)
+    return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in errs(include_url=False))

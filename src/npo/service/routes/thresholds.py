@@ -64,9 +64,8 @@ async def post_thresholds(body: ThresholdsRequest, state: State, token: Admin) -
         try:
             ts = ThresholdSet.model_validate({**body.thresholds, "version": body.version})
         except ValueError as exc:
-            raise ValidationFailed(
-                [ItemError(0, "thresholds", str(exc).splitlines()[-1])], "request"
-            ) from None
+            why = gw.pydantic_reasons(exc)
+            raise ValidationFailed([ItemError(0, "thresholds", why)], "request") from None
         out = await state.run(
             gw.add_thresholds, state.store, ts, activate=body.activate, actor=token.name
         )
