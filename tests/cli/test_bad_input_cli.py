@@ -359,7 +359,7 @@ CASES = [
         lambda tmp: ["audit", "--kind", "promotion"],
         0,
         ("policy v2 serves (was v1): x [/] y [bold]z — rollback from v1",),
-        prepare=("rollback", "v2", "--reason", "x [/] y [bold]z"),
+        prepare=("rollback", "v2", "--force", "--reason", "x [/] y [bold]z"),
     ),
 ]
 
