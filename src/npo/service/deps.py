@@ -18,7 +18,7 @@ from npo.store.tokens import ROLES, TokenInfo
 _bearer = HTTPBearer(auto_error=False, description="a token from `npo token create`")
 
 
-def service(request: Request) -> ServiceState:
+async def service(request: Request) -> ServiceState:
     return request.app.state.npo  # type: ignore[no-any-return]
 
 
@@ -29,14 +29,14 @@ def require(permission: str):  # type: ignore[no-untyped-def]
     """A dependency returning the caller's token if its role may do ``permission``."""
     allowed = sorted(r for r, perms in ROLES.items() if permission in perms)
 
-    def check(
+    async def check(
         request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> TokenInfo:
         challenge = {"WWW-Authenticate": "Bearer"}
         if creds is None or creds.scheme.lower() != "bearer":
             raise HTTPException(401, "a bearer token is required", headers=challenge)
-        info = service(request).token(creds.credentials)
+        info = await request.app.state.npo.token(creds.credentials)
         if info is None:
             raise HTTPException(401, "unknown or revoked token", headers=challenge)
         if not info.may(permission):

@@ -336,7 +336,7 @@ class _InMemoryLoop:
         with self._lock:
             # every check (rules, unknown decisions, conflicts) against the store first
             self.store.ingest_feedback(items, dry_run=True)
-            records = [f if isinstance(f, Feedback) else Feedback.model_validate(f) for f in items]
+            records = [f if isinstance(f, Feedback) else _checked_feedback(f) for f in items]
             loop = self._ensure(required=False)
             self._refresh()
             with self.store.transaction():
@@ -367,6 +367,24 @@ class _InMemoryLoop:
         with self._lock:
             if self._loop is not None:
                 self._loop.close()
+
+
+def _checked_feedback(f: Mapping[str, Any]) -> Feedback:
+    """A feedback record from a mapping the store's rules have already accepted (a dry
+    run of the batch): built without validating it again."""
+    from npo.domain import FeedbackKind
+    from npo.domain.rules import from_us, now_us, to_us
+
+    ts = f.get("timestamp")
+    return Feedback.model_construct(
+        id=str(f["id"]).strip(),
+        decision_id=str(f["decision_id"]).strip(),
+        reviewer_id=str(f["reviewer_id"]).strip(),
+        kind=FeedbackKind(str(f["kind"]).strip()),
+        action=(str(f["action"]).strip() or None) if f.get("action") is not None else None,
+        comment=f.get("comment"),
+        timestamp=from_us(now_us() if ts is None else to_us(ts)),
+    )
 
 
 def _finite(v: Any) -> Any:
@@ -434,18 +452,18 @@ class _Status:
 
 def status_dict(loop: Any, *, counts: bool = True) -> dict[str, Any]:
     """``loop.status().to_dict()`` made JSON-safe (no NaN)."""
-    return _json_safe(loop.status(counts=counts).to_dict())
+    return json_safe(loop.status(counts=counts).to_dict())
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if np.isfinite(obj) else None
     if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     return obj
 
 

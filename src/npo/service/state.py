@@ -78,14 +78,14 @@ class ServiceState:
 
         return await run_in_threadpool(call)
 
-    def token(self, secret: str) -> TokenInfo | None:
-        """The active token for ``secret`` (trusted for ``token_cache_s`` seconds)."""
+    async def token(self, secret: str) -> TokenInfo | None:
+        """The active token for ``secret`` (trusted for ``token_cache_s`` seconds; a
+        look-up in the store otherwise, off the event loop)."""
         now = time.monotonic()
         hit = self._tokens.get(secret)
         if hit is not None and hit[1] > now:
             return hit[0]
-        with self.lock:
-            info = authenticate(self.store, secret)
+        info = await self.run(authenticate, self.store, secret)
         with self._tokens_lock:
             if len(self._tokens) > 10_000:
                 self._tokens.clear()
@@ -129,6 +129,7 @@ class DecideBatcher:
     async def _drain(self) -> None:
         try:
             while self._waiting:
+                await asyncio.sleep(0)
                 batch, n = [], 0
                 while self._waiting and (
                     not batch or n + len(self._waiting[0][0].scenario_ids) <= self.max_items

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from npo.domain.rules import now_us, to_us
 from npo.service import metrics
 from npo.service.deps import Operator, State
 from npo.service.errors import documented
+from npo.service.loop_gateway import json_safe
 from npo.service.models import DecideRequest, DecideResponse
 from npo.service.state import DecideCall
 
@@ -43,10 +45,11 @@ async def decide(body: DecideRequest, state: State, token: Operator) -> DecideRe
         )  # fmt: skip
     b = await state.batcher.submit(call)
     metrics.count_decisions(b.action)
-    return DecideResponse.model_validate(
+    # built from the loop's own records: returned as they are (the schema documents them)
+    return JSONResponse(  # type: ignore[return-value]
         {
             "decisions": b.to_records(),
             "override": b.override,
-            "events": [e.to_dict() for e in b.events],
+            "events": json_safe([e.to_dict() for e in b.events]),
         }
     )

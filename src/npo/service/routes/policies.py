@@ -104,7 +104,7 @@ async def validate_policy(
         trusted=state.settings.trusted,
         actor=token.name,
     )
-    return gw._json_safe(run.to_dict())  # type: ignore[no-any-return]
+    return gw.json_safe(run.to_dict())  # type: ignore[no-any-return]
 
 
 @router.post("/v1/policies/{version}/promote")
@@ -116,4 +116,4 @@ async def promote_policy(
     out = await state.run(
         gw.promote, state.store, version, force=body.force, reason=body.reason, actor=token.name
     )
-    return gw._json_safe(out)  # type: ignore[no-any-return]
+    return gw.json_safe(out)  # type: ignore[no-any-return]

@@ -26,4 +26,4 @@ async def rollback(body: RollbackRequest, state: State, token: Admin) -> dict[st
         force=body.force,
         actor=token.name,
     )
-    return gw._json_safe(out)  # type: ignore[no-any-return]
+    return gw.json_safe(out)  # type: ignore[no-any-return]

@@ -91,4 +91,4 @@ async def post_thresholds(body: ThresholdsRequest, state: State, token: Admin) -
             out["applied"] = _out(ts, state.store.active_thresholds())
         return out
 
-    return gw._json_safe(await state.run(tune))  # type: ignore[no-any-return]
+    return gw.json_safe(await state.run(tune))  # type: ignore[no-any-return]
