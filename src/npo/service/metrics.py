@@ -53,20 +53,19 @@ OVERRIDE = Gauge("npo_override", "1 while decisions are handed back to people", 
 _STATES = {"OK": 0, "RETRAIN": 1, "OVERRIDE": 2}
 
 
+def _count(counter: Counter, labels: Iterable[str]) -> None:
+    from collections import Counter as Tally
+
+    for label, n in Tally(labels).items():
+        counter.labels(label).inc(n)
+
+
 def count_decisions(actions: Iterable[str]) -> None:
-    counts: dict[str, int] = {}
-    for a in actions:
-        counts[a] = counts.get(a, 0) + 1
-    for a, n in counts.items():
-        DECISIONS.labels(a).inc(n)
+    _count(DECISIONS, actions)
 
 
 def count_feedback(kinds: Iterable[str]) -> None:
-    counts: dict[str, int] = {}
-    for k in kinds:
-        counts[k] = counts.get(k, 0) + 1
-    for k, n in counts.items():
-        FEEDBACK.labels(k).inc(n)
+    _count(FEEDBACK, kinds)
 
 
 def set_monitor(status: Mapping[str, Any]) -> None:
