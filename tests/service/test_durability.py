@@ -107,7 +107,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
     srv2 = Server(db, cfg, log=tmp_path / "serve.log").start()
     try:
         load.server, load.batches = srv2, reached + 5
-        assert load.run(reached) == load.batches and not load.errors
+        assert load.run(reached) == load.batches and not load.errors, load.errors
         _all_stored(db, load)
         with open_store(db) as store:
             assert store.counts()["decisions"] == len(set(load.acked_decisions))

@@ -37,7 +37,7 @@ class DecideCall:
     scenario_ids: list[str]
     segments: list[str]
     decision_ids: list[str]
-    timestamps: np.ndarray
+    timestamps: np.ndarray | None  # None: stamped by the loop
     review_capacity: int | None
 
 
@@ -195,7 +195,7 @@ class DecideBatcher:
             [s for c in calls for s in c.scenario_ids],
             [g for c in calls for g in c.segments],
             [d for c in calls for d in c.decision_ids],
-            np.concatenate([c.timestamps for c in calls]),
+            _timestamps(calls),
             None,
         )
         res = self._one(merged)
@@ -209,6 +209,21 @@ class DecideBatcher:
             out.append(_slice(res, at, at + n))
             at += n
         return out
+
+
+def _timestamps(calls: list[DecideCall]) -> np.ndarray | None:
+    """The merged batch's times: None when no request gave any (the loop stamps them)."""
+    if all(c.timestamps is None for c in calls):
+        return None
+    from npo.domain.rules import now_us
+
+    now = now_us()
+    return np.concatenate(
+        [
+            np.full(len(c.scenario_ids), now, np.int64) if c.timestamps is None else c.timestamps
+            for c in calls
+        ]
+    )
 
 
 def _slice(b: gw.Decided, lo: int, hi: int) -> gw.Decided:
