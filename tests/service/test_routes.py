@@ -91,7 +91,7 @@ def test_decide_is_idempotent_and_conflicts_are_409(live) -> None:  # type: igno
     r = op.post("/v1/decide", json=changed)
     assert r.status_code == 409
     (item,) = r.json()["errors"]
-    assert item["field"] == "features" and item["id"] == out[3]["decision_id"]
+    assert item["field"] == "features" and item["id"] == body["scenarios"][3]["id"]  # the scenario
     # bad input: every bad item named, nothing stored
     with open_store(live.db) as store:
         before = store.counts()
