@@ -31,10 +31,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Make a validated policy version serve."""
-        from npo.policy.registry import promote
+        from npo.loop.lifecycle import promote
 
         with cli_errors(as_json, {"version": "VERSION"}), open_existing(db) as store:
-            out = promote(store, version, force=force, reason=reason)
+            out = promote(store, version, force=force, reason=reason, actor="npo promote (CLI)")
         if as_json:
             emit_json({"ok": True, **out})
         else:
@@ -45,19 +45,21 @@ def register(app: typer.Typer) -> None:
     def rollback_cmd(
         version: Annotated[str, typer.Argument(help="Earlier policy version to restore.")],
         db: DbOption = default_db(),
-        reason: Annotated[str, typer.Option(help="Why (goes into the audit log).")] = "",
         force: Annotated[
             bool,
-            typer.Option("--force", help="Also a version that never served (audited)."),
+            typer.Option("--force", help="Allow a version that never served (audited)."),
         ] = False,
+        reason: Annotated[str, typer.Option(help="Why (goes into the audit log).")] = "",
         as_json: JsonOption = False,
     ) -> None:
-        """Make an earlier policy version serve again (audited)."""
-        from npo.loop.lifecycle import rollback
+        """Make an earlier policy version serve again (audited). Only a version that
+        served before, unless --force."""
+        from npo.service.loop_gateway import rollback
 
         with cli_errors(as_json, {"version": "VERSION"}), open_existing(db) as store:
-            out = rollback(store, version, reason=reason, force=force)
+            out = rollback(store, version, reason=reason, force=force, actor="npo rollback (CLI)")
         if as_json:
             emit_json({"ok": True, **out})
         else:
-            console.print(f"rolled back to {version} (was {out['previous']})")
+            how = ("FORCED ", "bold yellow") if out["forced"] else ""
+            console.print(Text.assemble(how, f"rolled back to {version} (was {out['previous']})"))

@@ -10,8 +10,12 @@ labelled read is a scan of one table.
 
 ``stat_*`` tables hold the maintained sufficient statistics (:mod:`npo.store.summary`);
 ``state`` and ``leases`` the loop's checkpoints (:mod:`npo.store.state`),
-``monitor_points`` the monitor's history the loop writes with them. Every other
-table is append-only: the database refuses ``UPDATE`` and ``DELETE`` on it (triggers).
+``monitor_points`` the monitor's history the loop writes with them; ``review_queue``
+and ``review_claims`` the service's review queue (:mod:`npo.store.queue`: a cache of
+decisions sent for review, rebuilt from the decisions and feedback, and the claims that
+expire). ``tokens`` and ``token_revocations`` (:mod:`npo.store.tokens`) hold the
+service's bearer tokens, hashed. Every other table is append-only: the database refuses
+``UPDATE`` and ``DELETE`` on it (triggers).
 
 ``SCHEMA_VERSION`` is written to ``meta`` when a store is created. Version 1 is the
 layout of NPO 0.1 (text keys, no summary tables; it has no ``schema_version`` row).
@@ -135,6 +139,35 @@ MONITOR_POINTS = Table(
     ("seq",),
 )
 
+#: the service's bearer tokens: only the SHA-256 of a token is stored (tokens are 256-bit
+#: random strings, so a fast hash is enough); a name is never reused
+TOKENS = Table(
+    "tokens",
+    _c("seq seq, name text, role text, hash text, created_us i64, created_by text?"),
+    ("seq",),
+    unique=(("name",), ("hash",)),
+)
+TOKEN_REVOCATIONS = Table(
+    "token_revocations", _c("name text, revoked_us i64, revoked_by text?"), ("name",)
+)
+#: decisions sent for review that still wait for ``wanted`` reviews (1, or 2 when
+#: agreement sampling picked the decision); rows leave when they have them
+REVIEW_QUEUE = Table(
+    "review_queue",
+    _c("decision_seq i64, decision_id text, wanted i16, enqueued_us i64"),
+    ("decision_seq",),
+    append_only=False,
+)
+#: who holds which queued decision until when (the database's clock)
+REVIEW_CLAIMS = Table(
+    "review_claims",
+    _c("decision_seq i64, reviewer text, expires_us i64"),
+    ("decision_seq", "reviewer"),
+    indexes=(("reviewer",),),
+    append_only=False,
+)
+SERVICE_TABLES = (TOKENS, TOKEN_REVOCATIONS, REVIEW_QUEUE, REVIEW_CLAIMS)
+
 _CELL = "decision i16, label i16, kind i16, n i64, sw f64, sw2 f64"
 STAT_CELL = Table(
     "stat_cell",
@@ -199,6 +232,7 @@ TABLES = (
     STAT_FLEISS,
     *ALL_TIME.values(),
     MONITOR_POINTS,
+    *SERVICE_TABLES,
 )
 #: tables added after schema version 2 shipped: created when a store without them is
 #: opened for writing (additive, so the schema version stays)
