@@ -403,3 +403,17 @@ def test_crlf_line_endings(store: Any, tmp_path: Path) -> None:
     j.write_bytes(good.encode() + b"\r\n\r\n" + bad.encode())
     s = ingest_file(store, j)
     assert [(e.line, e.field) for e in s.errors] == [(3, "kind")]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 100])
+def test_a_list_of_nulls_is_named_not_a_crash(store: Any, tmp_path: Path, batch: int) -> None:
+    """pyarrow's JSON reader reads ``[null, null]`` as a ``list<null>`` whose child array is
+    too short (any slice of it raises); such a chunk is read line by line and named."""
+    rows = [decision(900), decision(901, action=[None, None]), decision(902)]
+    path = write_jsonl(tmp_path / "dec.jsonl", rows)
+    before = store.counts()
+    s = ingest_file(store, path, batch_size=batch, all_or_nothing=True)
+    assert not s.ok and s.inserted == 0
+    assert [(e.line, e.field, e.item_id) for e in s.errors] == [(2, "action", "d901")]
+    assert "must be a string" in s.errors[0].reason
+    assert store.counts() == before

@@ -274,7 +274,9 @@ def iter_jsonl(
                     io.BytesIO(b"".join(body)),
                     read_options=pj.ReadOptions(block_size=max(1 << 20, sum(map(len, body)) + 1)),
                 )
-                if table.num_rows != len(body):
+                if table.num_rows != len(body) or any(
+                    _nested_null(t) for t in table.schema.types
+                ):
                     table = None
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 table = None
@@ -285,6 +287,17 @@ def iter_jsonl(
                 _parse_lines(chunk, body)
             start += len(body)
             yield chunk
+
+
+def _nested_null(t: Any) -> bool:
+    """Whether an Arrow type nests the null type (``[null, null]`` read as ``list<null>``):
+    pyarrow's JSON reader builds such lists with too short a child array, which breaks any
+    later slice or concatenation, so those chunks are parsed line by line instead."""
+    return any(f.type.id == 0 or _nested_null(f.type) for f in _children(t))
+
+
+def _children(t: Any) -> list[Any]:
+    return [t.field(i) for i in range(t.num_fields)]
 
 
 #: a JSON escape of a UTF-16 surrogate (\\ud800-\\udfff): only a pair of them is text
