@@ -274,9 +274,7 @@ def iter_jsonl(
                     io.BytesIO(b"".join(body)),
                     read_options=pj.ReadOptions(block_size=max(1 << 20, sum(map(len, body)) + 1)),
                 )
-                if table.num_rows != len(body) or any(
-                    _nested_null(t) for t in table.schema.types
-                ):
+                if table.num_rows != len(body) or any(_nested_null(t) for t in table.schema.types):
                     table = None
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 table = None
