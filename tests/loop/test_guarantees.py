@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loop_helpers import feedback
 
 from npo.domain import ActionSpace, ThresholdSet
 from npo.loop import AlignmentLoop, LoopConfig, LoopOptions, make_monitor
@@ -44,9 +45,9 @@ def _loop(path: Path, thresholds: ThresholdSet | None = None, **kw: object) -> A
     cfg = kw.pop("config", None) or _config()
     path.mkdir(parents=True, exist_ok=True)
     store = open_store(str(path / "npo.db"), ActionSpace(ACTIONS))
-    return AlignmentLoop(
-        cfg,  # type: ignore[arg-type]
+    return AlignmentLoop.open(
         store,
+        cfg,  # type: ignore[arg-type]
         policy=kw.pop("policy", _policy()),  # type: ignore[arg-type]
         thresholds=thresholds or ThresholdSet(version="t0", global_=0.9),
         **kw,  # type: ignore[arg-type]
@@ -84,7 +85,6 @@ def test_positivity_holds_whatever_the_review_capacity(
     assert np.all(b.propensity[auto] >= P_MIN)
     assert np.all(b.propensity[~auto] == 1.0) and np.all(b.review[~auto])
     # the recorded propensity is the true one: nothing else thinned the draws
-    loop.flush()
     stored = loop.store.decisions()
     assert np.all(stored.propensity[stored.decision >= 0] >= P_MIN)
     expected_requests = int((~auto).sum()) + float(b.propensity[auto].sum())
@@ -201,7 +201,7 @@ def _drive(loop: AlignmentLoop, costs: np.ndarray, start: int = 0) -> list:
     b = loop.decide(np.full((n, 1), 1.0), scenario_ids=[f"s{start + i}" for i in range(n)])
     kinds = np.where(costs > 0, 1, 0)
     labels = np.where(costs > 0, 1 - b.decision, -1)
-    return loop.receive(b.decision_id, kinds, labels, reviewer_ids=["r"] * n)
+    return loop.receive(feedback(b.decision_id, kinds, labels, ACTIONS))
 
 
 def test_trigger_evidence_is_the_bound_that_crossed(tmp_path: Path) -> None:
@@ -238,7 +238,6 @@ def test_risk_controlled_tuner_retunes_inside_the_loop(tmp_path: Path) -> None:
         config=cfg,
         tuner=tuner,
         options=LoopOptions(retrain=False, monitor="cs"),
-        flush_every=1,
     )
     rng = np.random.default_rng(0)
     for step in range(60):
@@ -249,7 +248,7 @@ def test_risk_controlled_tuner_retunes_inside_the_loop(tmp_path: Path) -> None:
         dec = b.decision[idx]
         want = np.where(wrong, np.where(dec == 0, 1, 0), np.maximum(dec, 0))
         kinds = np.where((dec >= 0) & ~wrong, 0, 1)
-        loop.receive([b.decision_id[i] for i in idx], kinds, want, reviewer_ids=["r"] * idx.size)
+        loop.receive(feedback([b.decision_id[i] for i in idx], kinds, want, ACTIONS))
         if loop.counts["retunes"]:
             break
     assert loop.counts["retunes"] >= 1
@@ -353,7 +352,6 @@ def _abstaining_run(path: Path, seed: int, delay: bool) -> tuple[float, float]:
         config=cfg,
         policy=_policy(1.0),
         seed=seed,
-        flush_every=50,
         options=LoopOptions(monitor="cs", retrain=False, tune_thresholds=False),
     )
     rng = np.random.default_rng(seed)
@@ -377,10 +375,9 @@ def _abstaining_run(path: Path, seed: int, delay: bool) -> tuple[float, float]:
         due = [q for q in queue if q[0] <= step]
         queue = [q for q in queue if q[0] > step]
         for _, ids, k, w in due:
-            loop.receive(ids, k, w, reviewer_ids=["r"] * len(ids))
+            loop.receive(feedback(ids, k, w, ACTIONS))
     for _, ids, k, w in queue:  # the rest arrives at the end
-        loop.receive(ids, k, w, reviewer_ids=["r"] * len(ids))
-    loop.close()
+        loop.receive(feedback(ids, k, w, ACTIONS))
     return float(loop.monitor.status.estimate), float(np.mean(truth))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from loop_helpers import feedback
 
 from npo.domain import ActionSpace, ThresholdSet
 from npo.errors import ValidationFailed
@@ -33,9 +34,9 @@ def _loop(tmp_path: Path, **kw: object) -> AlignmentLoop:
     cfg = kw.pop("config", None) or _config()
     tmp_path.mkdir(parents=True, exist_ok=True)
     store = open_store(str(tmp_path / "npo.db"), ActionSpace(ACTIONS))
-    return AlignmentLoop(
-        cfg,  # type: ignore[arg-type]
+    return AlignmentLoop.open(
         store,
+        cfg,  # type: ignore[arg-type]
         policy=kw.pop("policy", _policy()),  # type: ignore[arg-type]
         thresholds=ThresholdSet(version="t0", global_=0.0),
         **kw,  # type: ignore[arg-type]
@@ -66,7 +67,7 @@ def test_bad_options_and_mismatched_store(tmp_path: Path) -> None:
         LoopOptions.ablation("no-such-arm")
     store = open_store(str(tmp_path / "x.db"), ActionSpace(["a", "b", "c"]))
     with pytest.raises(ValidationFailed, match=r"config\.actions"):
-        AlignmentLoop(_config(), store, policy=_policy())
+        AlignmentLoop.open(store, _config(), policy=_policy())
 
 
 def test_decide_stores_batch_and_audits_versions(tmp_path: Path) -> None:
@@ -79,10 +80,10 @@ def test_decide_stores_batch_and_audits_versions(tmp_path: Path) -> None:
     assert store.counts()["decisions"] == 40 and store.counts()["scenarios"] == 40
     rec = store.audit(kind="loop.decisions")[-1].payload
     assert rec["n"] == 40 and rec["policy/thresholds"] == {"v1/t0": 40}
+    assert rec["worker"] == loop.worker
     # feedback for decisions of this loop, including a reviewer who abstains
     ids = batch.decision_id[:3]
-    loop.receive(ids, np.array([0, 1, 2]), np.array([-1, 1, -1]), reviewer_ids=["r1"] * 3)
-    loop.flush()
+    loop.receive(feedback(ids, [0, 1, 2], [-1, 1, -1], ACTIONS, reviewer="r1"))
     lab = store.labelled()
     assert len(lab) == 3 and sorted(lab.kind.tolist()) == [0, 1, 2]
     assert store.verify_audit().ok
@@ -91,14 +92,22 @@ def test_decide_stores_batch_and_audits_versions(tmp_path: Path) -> None:
 def test_bad_feedback_is_rejected_naming_the_field(tmp_path: Path) -> None:
     loop = _loop(tmp_path)
     b = loop.decide(np.zeros((2, 1)), scenario_ids=["a", "b"])
-    with pytest.raises(ValidationFailed, match="kinds"):
-        loop.receive(b.decision_id, np.array([0, 7]), np.array([-1, -1]), reviewer_ids=["r", "r"])
-    with pytest.raises(ValidationFailed, match="labels"):
-        loop.receive(b.decision_id, np.array([1, 1]), np.array([-1, 0]), reviewer_ids=["r", "r"])
-    with pytest.raises(ValidationFailed, match="decision_id"):
-        loop.receive(["nope"], np.array([0]), np.array([-1]), reviewer_ids=["r"])
+    good = {"id": "f1", "decision_id": b.decision_id[0], "reviewer_id": "r", "kind": "like"}
+    with pytest.raises(ValidationFailed, match="kind") as exc:
+        loop.receive([good, {**good, "id": "f2", "kind": "thumbs-up"}])
+    assert exc.value.errors[0].index == 1
+    with pytest.raises(ValidationFailed, match="action"):
+        loop.receive([{**good, "kind": "override"}])  # an override must name the action
+    with pytest.raises(ValidationFailed, match="action"):
+        loop.receive([{**good, "kind": "override", "action": "maybe"}])
+    with pytest.raises(ValidationFailed) as exc:
+        loop.receive([good, {**good, "id": "f3", "decision_id": "nope"}])
+    err = exc.value.errors[0]
+    assert (err.index, err.field) == (1, "decision_id") and "unknown decision" in err.reason
     with pytest.raises(ValidationFailed, match="scenario_ids"):
         loop.decide(np.zeros((2, 1)), scenario_ids=["only-one"])
+    # nothing of the rejected batches was stored or counted
+    assert loop.store.counts()["feedback"] == 0 and loop.counts["feedback"] == 0
 
 
 def test_override_mode_serves_fallback_and_measures_the_policy(tmp_path: Path) -> None:
@@ -108,12 +117,17 @@ def test_override_mode_serves_fallback_and_measures_the_policy(tmp_path: Path) -
     X = np.array([[1.0], [2.0], [-1.0]])
     b = loop.decide(X, scenario_ids=["a", "b", "c"])
     assert b.override
-    assert b.decision.tolist() == [1, 1, 0]  # the fallback's decisions are served
-    assert b.shadow.tolist() == [0, 0, 1]  # the policy's own, measured by the monitor
+    assert b.action == ["reject", "reject", "approve"]  # the fallback's decisions are served
+    assert b.shadow_action == ["approve", "approve", "reject"]  # the policy's own, measured
+    assert b.decision.tolist() == [1, 1, 0] and b.shadow.tolist() == [0, 0, 1]
+    stored = loop.store.read_decisions(ids=b.decision_id)
+    assert stored.measured.tolist() == [0, 0, 1]
+    start = loop.store.audit(kind="loop.override.start")[-1].payload
+    assert start["by"] == "operator" and start["why"] == "set by the operator"
     loop2 = _loop(tmp_path / "2", policy=_policy("v1", w=5.0))
     loop2.override = True
     b2 = loop2.decide(X, scenario_ids=["a", "b", "c"])
-    assert np.all(b2.decision == -1) and np.all(b2.review) and np.all(b2.propensity == 1.0)
+    assert b2.action == ["DEFER"] * 3 and np.all(b2.review) and np.all(b2.propensity == 1.0)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +146,7 @@ def _abstention_run(tmp_path: Path, options: LoopOptions, seed: int) -> float:
     """Always 'approve' (cost 1 when people want 'reject', which they do with prob 0.3);
     reviews sampled with p = 0.2; 40% of reviewers abstain at random (MAR)."""
     cfg = _config(monitor={"window": None, "response_floor": 0.3})
-    loop = _loop(tmp_path, config=cfg, options=options, seed=seed, flush_every=50)
+    loop = _loop(tmp_path, config=cfg, options=options, seed=seed)
     rng = np.random.default_rng(seed)
     for step in range(100):
         ids = [f"{step}-{i}" for i in range(100)]
@@ -141,13 +155,7 @@ def _abstention_run(tmp_path: Path, options: LoopOptions, seed: int) -> float:
         want = (rng.random(idx.size) < 0.3).astype(np.int64)  # 1 = reject
         abstain = rng.random(idx.size) < 0.4
         kinds = np.where(abstain, 2, np.where(want == 0, 0, 1))
-        loop.receive(
-            [b.decision_id[i] for i in idx],
-            kinds,
-            np.where(kinds == 1, 1, -1),
-            reviewer_ids=["r"] * idx.size,
-        )
-    loop.close()
+        loop.receive(feedback([b.decision_id[i] for i in idx], kinds, np.ones(idx.size), ACTIONS))
     return float(loop.monitor.status.estimate)
 
 
@@ -167,8 +175,13 @@ def test_rollback_serves_the_earlier_version_and_is_audited(tmp_path: Path) -> N
     loop = _loop(tmp_path)
     v2 = _policy("v2", w=3.0)
     loop.store.add_policy(v2.to_record())
-    loop.store.set_active_policy("v2", reason="test", evidence={})
-    loop.policy = v2
+    with pytest.raises(ValidationFailed, match="never served"):
+        loop.rollback("v2")  # a version that never served: promote it instead
+    loop.store.set_active_policy("v2", reason="test", evidence={})  # as `npo promote` would
+    b = loop.decide(np.ones((2, 1)), scenario_ids=["p", "q"])
+    assert b.policy_version == "v2"  # the loop follows the store, and says so
+    changed = loop.store.audit(kind="loop.serving.changed")[-1].payload
+    assert changed["from"]["policy"] == "v1" and changed["to"]["policy"] == "v2"
     ev = loop.rollback("v1", reason="v2 misbehaves")
     assert ev.kind == "rollback" and loop.policy.version == "v1"
     assert loop.store.active_policy() == "v1"
@@ -190,11 +203,11 @@ def test_reviewer_disagreement_is_monitored(tmp_path: Path) -> None:
         second = np.where(rng.random(idx.size) < 0.5, first, 1 - first)
         ids = [b.decision_id[i] for i in idx]
         for who, lab in (("r1", first), ("r2", second)):
-            loop.receive(ids, np.where(lab == 0, 0, 1), lab, reviewer_ids=[who] * idx.size)
+            # everyone overrides with their label: a like would be the served action
+            loop.receive(feedback(ids, np.ones(idx.size), lab, ACTIONS, reviewer=who))
     est = loop.disagreement_monitor.status.estimate
     assert abs(est - 0.5) < 0.05
     assert any(e.kind == "disagreement.trigger" for e in loop.events)
-    loop.flush()
     assert loop.store.audit(kind="loop.disagreement.trigger")
 
 
@@ -210,7 +223,7 @@ def test_records_api_config_file_and_repeated_ids(tmp_path: Path) -> None:
     assert cfg.monitor.window == 500 and cfg.monitor.abstention_tolerance == 0.4
     loop = _loop(tmp_path, config=cfg)
     b = loop.decide(np.zeros((3, 1)), scenario_ids=["a", "b", "c"])
-    events = loop.receive_records(
+    events = loop.receive(
         [
             Feedback(id="f1", decision_id=b.decision_id[0], reviewer_id="ann", kind="like"),
             Feedback(
@@ -225,10 +238,7 @@ def test_records_api_config_file_and_repeated_ids(tmp_path: Path) -> None:
     )
     assert events == []
     assert loop.counts["labelled"] == 2 and loop.counts["abstained"] == 1
-    loop.flush()
     lab = loop.store.labelled()
     assert sorted(lab.feedback_id.tolist()) == ["f1", "f2", "f3"]
-    with pytest.raises(ValidationFailed, match="decision_ids"):
-        loop.decide(np.zeros((1, 1)), scenario_ids=["a"])  # d-a was decided already
     with pytest.raises(ValidationFailed, match="decision_ids"):
         loop.decide(np.zeros((2, 1)), scenario_ids=["x", "x"])

@@ -31,10 +31,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Make a validated policy version serve."""
-        from npo.policy.registry import promote
+        from npo.loop.lifecycle import promote
 
         with cli_errors(as_json, {"version": "VERSION"}), open_existing(db) as store:
-            out = promote(store, version, force=force, reason=reason)
+            out = promote(store, version, force=force, reason=reason, actor="npo promote (CLI)")
         if as_json:
             emit_json({"ok": True, **out})
         else:

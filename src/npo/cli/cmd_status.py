@@ -25,8 +25,16 @@ def build_status(store: Any, n_events: int = 5) -> dict[str, Any]:
     from npo.report.audit import describe
     from npo.service.loop_gateway import open_loop, served_versions, status_dict
 
-    out: dict[str, Any] = {"store": store.where, "backend": store.backend}
-    if store.get_config() is not None:
+    out: dict[str, Any] = {
+        "store": store.where,
+        "backend": store.backend,
+        "configured": store.get_config() is not None,
+    }
+    from npo.loop.checkpoint import KEY
+
+    # a store the loop never ran on has no monitor yet (opening the loop here would start
+    # its monitor after what the store holds: leave that to the first loop call)
+    if store.get_config() is not None and store.get_state(KEY) is not None:
         loop = open_loop(store, None, worker="npo status")
         try:
             out.update(status_dict(loop))
@@ -86,8 +94,10 @@ def print_status(st: dict[str, Any]) -> None:
         rule = f"thresholds {th['version']} (global {th['global']})"
     _line("serving", f"{serving}; {rule}")
     m = st.get("monitor")
-    if m is None:
+    if m is None and not st.get("configured"):
         _line("monitor", "no loop configuration in this store (npo serve --config FILE)")
+    elif m is None:
+        _line("monitor", "not started: the loop has not run on this store yet")
     else:
         state = m.get("state", "OK")
         style = {"OK": "green", "RETRAIN": "yellow", "OVERRIDE": "bold red"}.get(state, "")
@@ -102,7 +112,7 @@ def print_status(st: dict[str, Any]) -> None:
         console.print(
             indented(
                 f"λ (tolerance) {m.get('tolerance')}, λ_crit (critical) {m.get('critical')}; "
-                f"{m.get('n', 0):,} decisions observed by this process's monitor",
+                f"{m.get('n', 0):,} observations behind the band (the store's monitor)",
                 w,
                 9,
             )

@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """One threshold version (default: the one serving)."""
-        from npo.policy.registry import current_thresholds
+        from npo.loop.lifecycle import current_thresholds
 
         with cli_errors(as_json, {"version": "VERSION"}), open_existing(db) as store:
             ts = current_thresholds(store, version)

@@ -232,7 +232,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Propose thresholds with the expected loss, deferral rate and their intervals."""
-        from npo.policy.registry import apply_thresholds, tune
+        from npo.loop.lifecycle import apply_thresholds, tune
         from npo.tuning import ThresholdTuner
 
         with cli_errors(as_json, OPTIONS), open_existing(db) as store:

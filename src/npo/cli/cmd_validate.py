@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Promote / hold / reject verdict with its evidence (exit 0; 1 if not 'promote')."""
-        from npo.policy.registry import validate
+        from npo.loop.lifecycle import validate
         from npo.validation import PolicyValidator
 
         with cli_errors(as_json, OPTIONS), open_existing(db) as store:

@@ -26,14 +26,15 @@ Under IPW review sampling feed the scaled Horvitz–Thompson terms of
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from npo.errors import ItemError, ValidationFailed
+from npo.estimation.serial import check_kind, pack_array, pack_float, unpack_array, unpack_float
 
 __all__ = [
     "BettingCS",
@@ -137,6 +138,20 @@ class _PlugIn:
         self.mu_prev = 0.5
         self.var_prev = 0.25
 
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "sum_x": self.sum_x,
+            "sum_sq": self.sum_sq,
+            "mu_prev": self.mu_prev,
+            "var_prev": self.var_prev,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.t = int(state["t"])
+        self.sum_x, self.sum_sq = float(state["sum_x"]), float(state["sum_sq"])
+        self.mu_prev, self.var_prev = float(state["mu_prev"]), float(state["var_prev"])
+
     def step(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (t, λ_t, μ̂_{t−1}) for each new observation and advance the state."""
         b = x.size
@@ -164,6 +179,25 @@ class _PlugInState:
     _upper: float
     _sum_x: float
     _plugin: _PlugIn
+    _STATE_FLOATS: tuple[str, ...] = ("_lower", "_upper", "_sum_x")
+    _STATE_ARRAYS: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the sequence learned (serialisation protocol, :mod:`npo.estimation.serial`)."""
+        return {
+            "kind": type(self).__name__,
+            "plugin": self._plugin.state_dict(),
+            **{k: pack_float(getattr(self, k)) for k in self._STATE_FLOATS},
+            **{k: pack_array(getattr(self, k)) for k in self._STATE_ARRAYS},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, type(self).__name__)
+        self._plugin.load_state_dict(state["plugin"])
+        for k in self._STATE_FLOATS:
+            setattr(self, k, unpack_float(state[k]))
+        for k in self._STATE_ARRAYS:
+            setattr(self, k, unpack_array(state[k]))
 
     @property
     def lower(self) -> float:
@@ -220,6 +254,8 @@ class EmpiricalBernsteinCS(_PlugInState):
         self.n_plan = None if n_plan is None else int(n_plan)
         self._plugin = _PlugIn(self.delta, self.cap, self.n_plan)
         self.reset()
+
+    _STATE_FLOATS = ("_lower", "_upper", "_sum_x", "_s_lam", "_s_lamx", "_s_vpsi")
 
     def reset(self) -> None:
         self._plugin.reset()
@@ -338,6 +374,8 @@ class BettingCS(_PlugInState):
         self._log_threshold = math.log(1.0 / self.delta)
         self._plugin = _PlugIn(self.delta, cap=np.inf)  # capped per m below
         self.reset()
+
+    _STATE_ARRAYS = ("_log_up", "_log_dn", "_excluded")
 
     def reset(self) -> None:
         self._plugin.reset()
@@ -486,6 +524,27 @@ class RestartedCS:
         self._t = 0
         self._started = 0
         self._live: list[tuple[int, ConfidenceSequence]] = []  # (start time, cs), oldest first
+
+    def state_dict(self) -> dict[str, Any]:
+        """Time, restarts so far and the live base sequences' states (each rebuilt from
+        its start time: the ``j``-th started at ``j · stride`` with level ``δ_j``)."""
+        return {
+            "kind": "RestartedCS",
+            "t": self._t,
+            "started": self._started,
+            "live": [[start, cs.state_dict()] for start, cs in self._live],  # type: ignore[attr-defined]
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, "RestartedCS")
+        self._t = int(state["t"])
+        self._started = int(state["started"])
+        live = []
+        for start, cs_state in state["live"]:
+            cs = self.factory(self.level(int(start) // self.stride))
+            cs.load_state_dict(cs_state)  # type: ignore[attr-defined]
+            live.append((int(start), cs))
+        self._live = live
 
     def _start_if_due(self) -> None:
         if self._t % self.stride == 0 and self._t // self.stride == self._started:

@@ -39,10 +39,14 @@ State: counts per bin and the decisions after the frontier (memory bounded by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from npo.errors import ItemError, ValidationFailed
+from npo.estimation.serial import check_kind, pack_array, unpack_array
 
 __all__ = ["HorvitzThompsonStream", "response_bins"]
 
@@ -106,6 +110,35 @@ class HorvitzThompsonStream:
         self._done = np.zeros(0, dtype=bool)
         self._lab = np.zeros(0, dtype=bool)
         self._cost = np.zeros(0)
+
+    _PENDING = ("_p", "_req", "_bin", "_done", "_lab", "_cost")
+
+    def state_dict(self, *, pending: bool = True) -> dict[str, Any]:
+        """What the stream holds (serialisation protocol, :mod:`npo.estimation.serial`): the
+        response counts per bin, the number of the first pending decision and, with
+        ``pending``, the pending decisions themselves. Without them (a checkpoint whose
+        pending decisions can be read back from where they are stored) the state is a few
+        hundred bytes; :meth:`load_state_dict` then starts with none pending and the
+        owner re-adds them with :meth:`add_decisions` / :meth:`add_feedback`."""
+        out: dict[str, Any] = {
+            "kind": "HorvitzThompsonStream",
+            "base": self.base,
+            "labelled": pack_array(self.labelled),
+            "resolved": pack_array(self.resolved),
+        }
+        if pending:
+            out["pending"] = {k.lstrip("_"): pack_array(getattr(self, k)) for k in self._PENDING}
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, "HorvitzThompsonStream")
+        labelled, resolved = unpack_array(state["labelled"]), unpack_array(state["resolved"])
+        if labelled.shape != (self.n_bins,) or resolved.shape != (self.n_bins,):
+            raise _bad("state", f"response counts must have {self.n_bins} bins")
+        self.restart(int(state["base"]))
+        self.labelled, self.resolved = labelled.astype(np.float64), resolved.astype(np.float64)
+        for k, v in (state.get("pending") or {}).items():
+            setattr(self, "_" + k, unpack_array(v))
 
     @property
     def end(self) -> int:

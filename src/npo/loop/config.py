@@ -20,6 +20,7 @@ Example ``npo.toml``::
     min_steps_between = 1000
     max_per_day = 4
     every_labels = 20000   # optional: also retrain on a schedule, every this many labels
+    lease_s = 300          # a worker that died mid-attempt is taken over after this long
 
     [monitor]              # optional
     horizon = 100000       # planned decisions per run: where the detectors are tuned
@@ -70,6 +71,13 @@ class RetrainConfig(BaseModel):
         ge=10,
         description="scheduled retraining: train and validate a candidate after this many "
         "labelled reviews since the last attempt, without a trigger (None: only on RETRAIN)",
+    )
+    lease_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        le=86_400.0,
+        description="seconds a worker holds the retraining lease between steps of an "
+        "attempt; another worker takes the attempt over once it expires",
     )
 
 

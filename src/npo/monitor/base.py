@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from npo.errors import ItemError, ValidationFailed
+from npo.estimation.serial import pack_float, unpack_float
 
 __all__ = [
     "Monitor",
@@ -34,6 +35,8 @@ __all__ = [
     "check_level",
     "check_levels",
     "hysteresis_states",
+    "pack_status",
+    "unpack_status",
 ]
 
 
@@ -84,6 +87,41 @@ class MonitorStatus:
         }
 
 
+def pack_status(status: MonitorStatus | None) -> dict[str, Any] | None:
+    """A status as JSON (non-finite floats as strings): part of a monitor's state."""
+    if status is None:
+        return None
+    d = status.to_dict()
+
+    def conv(v: Any) -> Any:
+        return pack_float(v) if isinstance(v, float) else v
+
+    return {**{k: conv(v) for k, v in d.items() if k != "evidence"},
+            "evidence": {k: conv(v) for k, v in d["evidence"].items()}}  # fmt: skip
+
+
+def unpack_status(obj: Mapping[str, Any] | None) -> MonitorStatus | None:
+    """The inverse of :func:`pack_status`."""
+    if obj is None:
+        return None
+
+    def conv(v: Any) -> Any:
+        return float(v) if isinstance(v, str) and v in ("inf", "-inf", "nan") else v
+
+    return MonitorStatus(
+        state=TriggerState[obj["state"]],
+        n=int(obj["n"]),
+        estimate=unpack_float(obj["estimate"]),
+        lower=unpack_float(obj["lower"]),
+        upper=unpack_float(obj["upper"]),
+        tolerance=unpack_float(obj["tolerance"]),
+        margin=unpack_float(obj["margin"]),
+        epsilon=unpack_float(obj["epsilon"]),
+        in_ambiguity_zone=bool(obj["in_ambiguity_zone"]),
+        evidence={k: conv(v) for k, v in obj["evidence"].items()},
+    )
+
+
 @runtime_checkable
 class Monitor(Protocol):
     """One small protocol for every monitor.
@@ -91,7 +129,11 @@ class Monitor(Protocol):
     ``update`` takes a scalar or a 1-D batch of observations and returns the trigger
     state after each observation (``int8`` values of :class:`TriggerState`); ``state`` and
     ``status`` are read-only views of the current state; ``reset`` forgets all evidence
-    (the loop calls it after a validated policy is promoted).
+    (the loop calls it after a validated policy is promoted). ``state_dict`` /
+    ``load_state_dict`` save and restore the evidence as a JSON-able mapping
+    (:mod:`npo.estimation.serial`): a monitor built with the same parameters that loads
+    another's state continues exactly as that one would (the loop checkpoints it in the
+    transaction of the data that changed it; ``npo.testing.check_monitor_state``).
     """
 
     def update(self, x: ArrayLike) -> np.ndarray: ...
@@ -103,6 +145,10 @@ class Monitor(Protocol):
     def status(self) -> MonitorStatus: ...
 
     def reset(self) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 def check_level(name: str, value: float, *, low: float = 0.0, high: float = float("inf")) -> float:

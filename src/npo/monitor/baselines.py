@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
+from npo.estimation.serial import check_kind, pack_array, pack_float, unpack_array, unpack_float
 from npo.monitor.base import (
     MonitorStatus,
     TriggerState,
@@ -38,6 +42,13 @@ class NullMonitor:
         self._n += obs.size
         self._sum += float(obs.sum())
         return np.zeros(obs.size, dtype=np.int8)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "NullMonitor", "n": self._n, "sum": self._sum}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, "NullMonitor")
+        self._n, self._sum = int(state["n"]), float(state["sum"])
 
     @property
     def status(self) -> MonitorStatus:
@@ -82,6 +93,24 @@ class FixedWindowMonitor:
     @property
     def state(self) -> TriggerState:
         return self._state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The last ``window − 1`` observations, the count, state and last bounds."""
+        return {
+            "kind": "FixedWindowMonitor",
+            "buf": pack_array(self._buf),
+            "n": self._n,
+            "state": int(self._state),
+            "last": [pack_float(v) for v in self._last[:3]] + [int(self._last[3])],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, "FixedWindowMonitor")
+        self._buf = unpack_array(state["buf"]).astype(np.float64)
+        self._n = int(state["n"])
+        self._state = TriggerState(int(state["state"]))
+        m, lo, hi, k = state["last"]
+        self._last = (unpack_float(m), unpack_float(lo), unpack_float(hi), int(k))
 
     def bounds(self, obs: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, ...]:
         """(mean, lower, upper, k) after each of ``obs`` given the previous ``history``."""
@@ -175,6 +204,14 @@ class CUSUMMonitor:
     @property
     def state(self) -> TriggerState:
         return self._state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "CUSUMMonitor", "w": self._w, "n": self._n, "state": int(self._state)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, "CUSUMMonitor")
+        self._w, self._n = float(state["w"]), int(state["n"])
+        self._state = TriggerState(int(state["state"]))
 
     def statistic_path(self, x: np.ndarray, w0: float | np.ndarray = 0.0) -> np.ndarray:
         """CUSUM after each observation of ``x`` (``(..., n)``, scaled to [0, 1]), from ``w0``."""

@@ -27,10 +27,13 @@ need a window at all, and the band's window comes from the configuration.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from npo.estimation.serial import check_kind
 from npo.monitor.base import (
     MonitorStatus,
     TriggerState,
@@ -38,6 +41,8 @@ from npo.monitor.base import (
     band_status,
     check_level,
     check_levels,
+    pack_status,
+    unpack_status,
 )
 from npo.monitor.edetector import MixtureSRDetector, epoch_log_threshold
 
@@ -153,6 +158,30 @@ class ChangeLevelMonitor:
         self._n = 0
         self._alarms = 0
         self._transition: MonitorStatus | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Detectors, band, state and counts (serialisation protocol)."""
+        return {
+            "kind": "ChangeLevelMonitor",
+            "up": self._up.state_dict(),
+            "up_critical": self._up_crit.state_dict(),
+            "band": self.band.state_dict(),  # type: ignore[attr-defined]
+            "state": int(self._state),
+            "n": self._n,
+            "alarms": self._alarms,
+            "transition": pack_status(self._transition),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, "ChangeLevelMonitor")
+        self._up.load_state_dict(state["up"])
+        self._up_crit.load_state_dict(state["up_critical"])
+        band = self._new_band()
+        band.load_state_dict(state["band"])  # type: ignore[attr-defined]
+        self.band = band
+        self._state = TriggerState(int(state["state"]))
+        self._n, self._alarms = int(state["n"]), int(state["alarms"])
+        self._transition = unpack_status(state["transition"])
 
     @property
     def state(self) -> TriggerState:

@@ -29,7 +29,7 @@ sees them divided by ``scale``, bounds are reported in loss units.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from npo.errors import ItemError, ValidationFailed
+from npo.estimation.serial import check_kind, pack_float, unpack_float
 from npo.monitor.base import (
     MonitorStatus,
     TriggerState,
@@ -45,6 +46,8 @@ from npo.monitor.base import (
     check_level,
     check_levels,
     hysteresis_states,
+    pack_status,
+    unpack_status,
 )
 
 __all__ = [
@@ -126,6 +129,32 @@ class ConfidenceSequenceMonitor:
         """The status at the last change of state: the bounds that crossed the level (a
         batch may move them back before its end; :attr:`status` is the end of the batch)."""
         return self._transition
+
+    def state_dict(self) -> dict[str, Any]:
+        """The confidence sequence's state, the trigger state and the last bounds
+        (serialisation protocol; the sequence must implement it too)."""
+        if not hasattr(self.cs, "state_dict"):
+            raise ValidationFailed(
+                [ItemError(0, "cs", f"{type(self.cs).__name__} has no state_dict()")],
+                what="monitor state",
+            )
+        return {
+            "kind": type(self).__name__,
+            "cs": self.cs.state_dict(),
+            "state": int(self._state),
+            "last": [pack_float(v) for v in self._last],
+            "n_seen": self._n_seen,
+            "transition": pack_status(self._transition),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, type(self).__name__)
+        self.cs.load_state_dict(state["cs"])
+        self._state = TriggerState(int(state["state"]))
+        est, lo, hi = (unpack_float(v) for v in state["last"])
+        self._last = (est, lo, hi)
+        self._n_seen = int(state["n_seen"])
+        self._transition = unpack_status(state["transition"])
 
     @property
     def state(self) -> TriggerState:

@@ -38,19 +38,22 @@ with ``S_t = sum_{i<=t} log LR_i``, computed in log space with ``np.logaddexp.ac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from npo.errors import ItemError, ValidationFailed
+from npo.estimation.serial import check_kind, pack_array, unpack_array
 from npo.monitor.base import (
     MonitorStatus,
     TriggerState,
     as_observations,
     check_level,
     check_levels,
+    pack_status,
+    unpack_status,
 )
 
 __all__ = ["EDetectorMonitor", "MixtureSRDetector", "default_levels"]
@@ -161,6 +164,19 @@ class MixtureSRDetector:
         """Forget all evidence (``R_j = 0``)."""
         self._log_r = np.full(self.levels.size, -np.inf)
         self.n = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """``log R_j`` per level and the observation count (serialisation protocol)."""
+        return {"kind": "MixtureSRDetector", "log_r": pack_array(self._log_r), "n": self.n}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, "MixtureSRDetector")
+        log_r = unpack_array(state["log_r"]).astype(np.float64)
+        if log_r.shape != self.levels.shape:
+            raise ValidationFailed(
+                [ItemError(0, "state.log_r", f"needs {self.levels.size} levels")], what="state"
+            )
+        self._log_r, self.n = log_r, int(state["n"])
 
     @property
     def log_statistic(self) -> float:
@@ -318,6 +334,30 @@ class EDetectorMonitor:
         self._sum = 0.0
         self._alarms = 0
         self._transition: MonitorStatus | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The four detectors, the state and the running sums (serialisation protocol)."""
+        return {
+            "kind": "EDetectorMonitor",
+            "detectors": [d.state_dict() for d in self._detectors()],
+            "state": int(self._state),
+            "n": self._n,
+            "sum": self._sum,
+            "alarms": self._alarms,
+            "transition": pack_status(self._transition),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, "EDetectorMonitor")
+        for d, st in zip(self._detectors(), state["detectors"], strict=True):
+            d.load_state_dict(st)
+        self._state = TriggerState(int(state["state"]))
+        self._n, self._sum = int(state["n"]), float(state["sum"])
+        self._alarms = int(state["alarms"])
+        self._transition = unpack_status(state["transition"])
+
+    def _detectors(self) -> tuple[MixtureSRDetector, ...]:
+        return (self._up, self._up_crit, self._down, self._down_crit)
 
     @property
     def state(self) -> TriggerState:

@@ -14,12 +14,14 @@ holds until :meth:`reset`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from npo.errors import require
+from npo.estimation.serial import check_kind
 from npo.monitor.base import MonitorStatus, TriggerState, as_observations, check_level
 
 __all__ = ["ADWINMonitor", "PageHinkleyMonitor"]
@@ -46,6 +48,25 @@ class _RiverMonitor(ABC):
         self._n = 0
         self._sum = 0.0
         self._drifts = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The adapter's counts and state only: River's detectors have no portable state,
+        so after :meth:`load_state_dict` the detector starts afresh (a River peer is not
+        durable across restarts; it is a comparison baseline)."""
+        return {
+            "kind": type(self).__name__,
+            "state": int(self._state),
+            "n": self._n,
+            "sum": self._sum,
+            "drifts": self._drifts,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_kind(state, type(self).__name__)
+        self.detector = self._make()
+        self._state = TriggerState(int(state["state"]))
+        self._n, self._sum = int(state["n"]), float(state["sum"])
+        self._drifts = int(state["drifts"])
 
     @property
     def state(self) -> TriggerState:

@@ -1,221 +1,28 @@
-"""Store glue for policies and thresholds: tune, validate, promote, roll back.
+"""Moved to :mod:`npo.loop.lifecycle` (the policy lifecycle is store-facing, not part of
+the scoring core). This module re-exports it for older imports."""
 
-Takes a :class:`~npo.store.base.Store` argument (imported for typing only), so the CLI,
-the service and the loop share one implementation and every change is audited. Not
-imported by :mod:`npo.policy` itself: the scoring core stays store-free.
-"""
+from npo.loop.lifecycle import (
+    FORCED_KIND,
+    VALIDATION_KIND,
+    ValidationRun,
+    apply_thresholds,
+    current_thresholds,
+    latest_verdict,
+    promote,
+    rollback,
+    tune,
+    validate,
+)
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
-
-from npo.domain import CostMatrix, ThresholdSet
-from npo.errors import ItemError, ValidationFailed
-from npo.policy.base import load_policy
-from npo.policy.decide import ThresholdTable, decide
-from npo.tuning import ThresholdTuner, TuningResult
-from npo.validation import PolicyValidator, Verdict
-
-if TYPE_CHECKING:
-    from npo.store.base import Store
-
-VALIDATION_KIND = "policy.validation"
-FORCED_KIND = "policy.forced_promotion"
-
-
-def _bad(field: str, reason: str) -> ValidationFailed:
-    return ValidationFailed([ItemError(0, field, reason)], what="request")
-
-
-def current_thresholds(store: Store, version: str | None = None) -> ThresholdSet:
-    """The named (default: active) threshold set; the rule's default when none exists."""
-    v = version or store.active_thresholds()
-    if v is None:
-        return ThresholdSet(version="default")
-    return store.get_thresholds(v)
-
-
-def tune(
-    store: Store,
-    tuner: ThresholdTuner,
-    cost: CostMatrix,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> TuningResult:
-    """Tune on the labelled feedback of the window (decision time in ``[since, until)``)."""
-    lab = store.labelled(since=since, until=until)
-    if len(lab) == 0:
-        raise _bad("window", "no feedback in the window to tune on")
-    n_total = None
-    if tuner.objective == "risk":
-        n_total = max(len(store.decisions(since=since, until=until)), len(lab))
-    return tuner.fit(
-        lab.scores,
-        lab.label,
-        lab.propensity,
-        cost,
-        segments=lab.segment,
-        segment_names=lab.segments,
-        n_total=n_total,
-    )
-
-
-def apply_thresholds(
-    store: Store, result: TuningResult, version: str | None = None, *, note: str | None = None
-) -> ThresholdSet:
-    """Store the proposal as a new threshold version and make it active (audited).
-
-    A proposal that is the rule already serving (the same global, per-action and
-    per-segment thresholds) stores nothing and returns the serving version."""
-    active = store.active_thresholds()
-    if active is not None:
-        serving = store.get_thresholds(active)
-        proposed = result.to_threshold_set(active, store.actions)
-        if (proposed.global_, proposed.per_action, proposed.per_segment) == (
-            serving.global_,
-            serving.per_action,
-            serving.per_segment,
-        ):
-            return serving
-    version = version or "tuned-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    ts = result.to_threshold_set(version, store.actions, note=note)
-    store.add_thresholds(ts)
-    store.set_active_thresholds(version, reason="tuned", evidence=result.to_dict())
-    return ts
-
-
-@dataclass(frozen=True)
-class ValidationRun:
-    verdict: Verdict
-    since: datetime | None
-    until: datetime | None
-    thresholds: str
-    skipped_without_features: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.verdict.to_dict(),
-            "since": None if self.since is None else self.since.isoformat(),
-            "until": None if self.until is None else self.until.isoformat(),
-            "thresholds": self.thresholds,
-            "skipped_without_features": self.skipped_without_features,
-        }
-
-
-def validate(
-    store: Store,
-    candidate: str,
-    validator: PolicyValidator,
-    cost: CostMatrix,
-    *,
-    incumbent: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    thresholds: str | None = None,
-    trusted: tuple[str, ...] = (),
-) -> ValidationRun:
-    """Validate ``candidate`` against ``incumbent`` (default: the active policy) on feedback
-    whose decisions are after ``since`` (default: the candidate's creation time — data it
-    never trained on); both decide with the same thresholds. The verdict is audited."""
-    incumbent = incumbent or store.active_policy()
-    if incumbent is None:
-        raise _bad("incumbent", "no active policy to compare with; name one with --incumbent")
-    if incumbent == candidate:
-        raise _bad("candidate", "candidate and incumbent are the same version")
-    rec_c = store.get_policy(candidate)
-    rec_i = store.get_policy(incumbent)
-    since = since or rec_c.created_at
-    lab = store.labelled(since=since, until=until, with_features=True)
-    if len(lab) == 0 or lab.features is None:
-        raise _bad("window", f"no labelled feedback with features after {since.isoformat()}")
-    X = np.asarray(lab.features, dtype=np.float64)
-    have = np.all(np.isfinite(X), axis=1) if X.shape[1] else np.zeros(len(lab), bool)
-    if not have.any():
-        raise _bad("features", "no labelled scenario in the window has stored features")
-    X = X[have]
-    seg = lab.segment[have]
-    pc = load_policy(rec_c, trusted=trusted)
-    pi = load_policy(rec_i, trusted=trusted)
-    ts = current_thresholds(store, thresholds)
-    table = ThresholdTable.from_set(ts, store.actions, lab.segments)
-    dc = decide(pc.predict_proba(X), table, seg)
-    di = decide(pi.predict_proba(X), table, seg)
-    verdict = validator.validate(
-        dc,
-        di,
-        lab.label[have],
-        lab.propensity[have],
-        cost,
-        segments=seg,
-        segment_names=lab.segments,
-        candidate=candidate,
-        incumbent=incumbent,
-    )
-    run = ValidationRun(verdict, since, until, ts.version, int((~have).sum()))
-    store.append_audit(VALIDATION_KIND, run.to_dict())
-    return run
-
-
-def latest_verdict(store: Store, candidate: str) -> dict[str, Any] | None:
-    """The most recent audited validation of ``candidate``, or None."""
-    for rec in reversed(store.audit(kind=VALIDATION_KIND)):
-        if rec.payload.get("candidate") == candidate:
-            return dict(rec.payload)
-    return None
-
-
-def promote(store: Store, version: str, *, force: bool = False, reason: str = "") -> dict[str, Any]:
-    """Make ``version`` serve. Needs a passing verdict against the current active policy,
-    unless ``force`` (then the forcing itself is audited)."""
-    store.get_policy(version)  # NotFound if absent
-    active = store.active_policy()
-    if active == version:
-        raise _bad("version", f"{version!r} is already the active policy")
-    verdict = latest_verdict(store, version)
-    ok = (
-        verdict is not None
-        and verdict.get("outcome") == "promote"
-        and (active is None or verdict.get("incumbent") == active)
-    )
-    if not ok and not force:
-        if verdict is None:
-            why = "it has never been validated (run npo validate)"
-        elif verdict.get("incumbent") != active:
-            why = f"its last verdict compared it with {verdict.get('incumbent')!r}, not {active!r}"
-        else:
-            why = f"its last verdict was {verdict.get('outcome')!r}"
-        raise _bad("version", f"refusing to promote {version!r}: {why}; use --force to override")
-    evidence = {"verdict": verdict, "forced": bool(force and not ok), "previous": active}
-    if force and not ok:
-        store.append_audit(
-            FORCED_KIND,
-            {"version": version, "previous": active, "reason": reason, "verdict": verdict},
-        )
-    store.set_active_policy(
-        version,
-        reason=reason or ("forced promotion" if force and not ok else "validated"),
-        evidence=evidence,
-    )
-    return {
-        "version": version,
-        "previous": active,
-        "forced": evidence["forced"],
-        "verdict": verdict,
-    }
-
-
-def rollback(store: Store, version: str, *, reason: str = "") -> dict[str, Any]:
-    """Make an earlier policy version serve again (audited)."""
-    store.get_policy(version)  # NotFound if absent
-    active = store.active_policy()
-    if active == version:
-        raise _bad("version", f"{version!r} is already the active policy")
-    store.set_active_policy(
-        version, reason=reason or "rollback", evidence={"rollback_from": active}
-    )
-    return {"version": version, "previous": active}
+__all__ = [
+    "FORCED_KIND",
+    "VALIDATION_KIND",
+    "ValidationRun",
+    "apply_thresholds",
+    "current_thresholds",
+    "latest_verdict",
+    "promote",
+    "rollback",
+    "tune",
+    "validate",
+]

@@ -71,6 +71,9 @@ class DecisionOut(BaseModel):
     scores: list[float]
     policy_version: str
     threshold_version: str
+    override: bool = Field(
+        default=False, description="decided in OVERRIDE mode (handed back to people)"
+    )
 
 
 class EventOut(BaseModel):

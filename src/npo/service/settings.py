@@ -23,7 +23,8 @@ class Settings(BaseModel):
     - ``token_cache_s``: how long a process trusts a token it has checked (a revocation
       takes effect within this time);
     - ``claim_ttl_s``: how long a review-queue claim lasts;
-    - ``seed``: review sampling seed (each worker mixes in its own name);
+    - ``seed``: review sampling seed (the same for every worker: a decision's coin
+      depends on the seed and its id only);
     - ``trusted``: extra types trusted when loading skops policies;
     - ``decide_batch``: most scenarios of concurrent ``/v1/decide`` requests decided
       together in one call of the loop (1: no coalescing).

@@ -2,13 +2,14 @@
 :mod:`npo.service.loop_gateway`), a short cache of checked tokens and the decide batcher.
 
 Every store call of a process is serialised by the store's own lock (one connection per
-process); parallelism comes from worker processes (PostgreSQL).
+process); parallelism comes from worker processes (PostgreSQL). Nothing here is state that
+could diverge between workers: the loop keeps its state in the store and reloads it when
+another worker moved it on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ class DecideCall:
     scenario_ids: list[str]
     segments: list[str]
     decision_ids: list[str]
-    timestamps: np.ndarray
+    timestamps: np.ndarray | None  # None: stamped by the loop
     review_capacity: int | None
 
 
@@ -46,11 +47,14 @@ class ServiceState:
         config = LoopConfig.from_file(settings.config) if settings.config else None
         self.store = open_store(settings.db, config.action_space if config else None)
         try:
-            worker = gw.default_worker()
-            # each worker draws its own review sample: the seed mixes in the worker's name
-            seed = int.from_bytes(hashlib.sha256(f"{settings.seed}/{worker}".encode()).digest()[:4])
+            # one seed for every worker: a decision's review coin depends on its id only,
+            # so a re-sent (or re-run after a crash) decision is sampled as before
             self.loop = gw.open_loop(
-                self.store, config, seed=seed, trusted=settings.trusted, worker=worker
+                self.store,
+                config,
+                seed=settings.seed,
+                trusted=settings.trusted,
+                worker=gw.default_worker(),
             )
         except BaseException:
             self.store.close()
@@ -191,7 +195,7 @@ class DecideBatcher:
             [s for c in calls for s in c.scenario_ids],
             [g for c in calls for g in c.segments],
             [d for c in calls for d in c.decision_ids],
-            np.concatenate([c.timestamps for c in calls]),
+            _timestamps(calls),
             None,
         )
         res = self._one(merged)
@@ -207,6 +211,21 @@ class DecideBatcher:
         return out
 
 
+def _timestamps(calls: list[DecideCall]) -> np.ndarray | None:
+    """The merged batch's times: None when no request gave any (the loop stamps them)."""
+    if all(c.timestamps is None for c in calls):
+        return None
+    from npo.domain.rules import now_us
+
+    now = now_us()
+    return np.concatenate(
+        [
+            np.full(len(c.scenario_ids), now, np.int64) if c.timestamps is None else c.timestamps
+            for c in calls
+        ]
+    )
+
+
 def _slice(b: gw.Decided, lo: int, hi: int) -> gw.Decided:
     import dataclasses
 
@@ -219,4 +238,7 @@ def _slice(b: gw.Decided, lo: int, hi: int) -> gw.Decided:
         propensity=b.propensity[lo:hi],
         review=b.review[lo:hi],
         scores=b.scores[lo:hi],
+        decision=b.decision[lo:hi],
+        shadow=b.shadow[lo:hi],
+        events=b.events if lo == 0 else (),
     )

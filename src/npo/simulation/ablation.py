@@ -323,6 +323,12 @@ class _ObservationRecorder:
         self.seen.append(a.copy())
         return self._null.update(a)
 
+    def state_dict(self) -> dict[str, Any]:  # what it saw stays in this process
+        return self._null.state_dict()
+
+    def load_state_dict(self, state: Any) -> None:
+        self._null.load_state_dict(state)
+
 
 _FIXED = LoopOptions(tune_thresholds=False, retrain=False, allow_override=False, monitor="null")
 

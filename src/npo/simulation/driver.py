@@ -1,10 +1,11 @@
 """The simulation driver: the whole NPO loop against a simulated world and people.
 
 Per step ``t``: the world emits scenarios; the :class:`~npo.loop.AlignmentLoop` scores,
-decides and samples them for review (writing to a real SQLite store); simulated reviewers
-answer (noise, abstentions, budget) and their feedback waits in a
+decides and samples them for review (one unit of work on a real SQLite store); simulated
+reviewers answer (noise, abstentions, budget) and their feedback waits in a
 :class:`~npo.simulation.FeedbackQueue` until its arrival step; the loop receives what has
-arrived, feeds its monitors and acts (retrain, validate, promote, retune, override).
+arrived (by names: ``like`` / ``override`` / ``abstain``, action names), feeds its monitors
+and acts (retrain, validate, promote, retune, override) -- the same calls a service makes.
 Because the world knows ``P(y | x, t)``, every step also records the *truth*: the true
 alignment loss of the served rule and of the policy's own rule, the Bayes loss, and the
 ideal trigger ``1[L_t > lambda]``.
@@ -284,7 +285,6 @@ def run_simulation(
     progress: Callable[[int, int], None] | None = None,
     monitor: Any = None,
     scenarios_per_step: float | None = None,
-    flush_every: int = 25,
     warmup: int = 4000,
 ) -> SimulationRun:
     """Run the whole loop on a simulated world and return the per-step truth and estimates.
@@ -326,17 +326,18 @@ def run_simulation(
         store = open_store(store_path, config.action_space)
     try:
         policy, thresholds = initial_policy(setup, config, n=warmup, seed=setup.seed)
-        loop = AlignmentLoop(
-            config,
+        loop = AlignmentLoop.open(
             store,
+            config,
             policy=policy,
             thresholds=thresholds,
             options=options,
             monitor=monitor,
             seed=setup.seed,
-            flush_every=flush_every,
+            worker="simulation",
         )
-        series = _run(loop, setup, n_steps, cost, progress)
+        events: list[dict[str, Any]] = []
+        series = _run(loop, setup, n_steps, cost, progress, events)
         loop.close()
         head = store.audit(limit=1)
         audit_head = head[0].hash if head else None
@@ -347,7 +348,7 @@ def run_simulation(
     tv = series.pop("_threshold_versions")
     return SimulationRun(
         series=series,
-        events=[e.to_dict() for e in loop.events],
+        events=events,
         counts=dict(loop.counts),
         policy_versions=pv,
         threshold_versions=tv,
@@ -372,12 +373,14 @@ def _run(
     n_steps: int,
     cost: Any,
     progress: Callable[[int, int], None] | None,
+    events: list[dict[str, Any]],
 ) -> dict[str, Any]:
     world, pool = setup.world, setup.reviewers
     queue = FeedbackQueue()
     seg_names = np.asarray(world.segment_names, dtype=object)
     rid_names = np.asarray(pool.reviewer_ids, dtype=object)
     budget = pool.spec.budget
+    actions = np.array([*world.actions, None], dtype=object)
     f = np.full
     out: dict[str, np.ndarray] = {
         "step": np.arange(n_steps, dtype=np.int64),
@@ -471,18 +474,11 @@ def _run(
             scenario_id=batch.scenario_id,
         )
         queue.push(res.feedback)
+        events.extend(e.to_dict() for e in db.events)
         fb = queue.pop(t)
         nfb = len(fb)
-        sid = fb.scenario_id.astype(str).tolist()
-        rid = rid_names[fb.reviewer].tolist()
-        loop.receive(
-            ["d-" + s for s in sid],
-            fb.kind,
-            fb.label,
-            reviewer_ids=rid,
-            feedback_ids=[f"f-{s}-{r}" for s, r in zip(sid, rid, strict=True)],
-            timestamps=_BASE_US + fb.arrival * _STEP_US + 30_000_000,
-        )
+        got = loop.receive(_feedback_table(fb, rid_names, actions))
+        events.extend(e.to_dict() for e in got)
         # truth and the loop's view after the step
         served_kind = "people" if loop.override and loop.fallback is None else "policy"
         out["policy_loss"][t] = pl = loss_at("policy", t, reported=True)
@@ -518,6 +514,30 @@ def _run(
     out["_policy_versions"] = pversions  # type: ignore[assignment]
     out["_threshold_versions"] = tversions  # type: ignore[assignment]
     return out
+
+
+def _feedback_table(fb: Any, reviewer_names: np.ndarray, actions: np.ndarray) -> Any:
+    """The step's arrived feedback as the loop takes it: ids, names, kinds and actions by
+    name, times (30 s into the arrival step)."""
+    import pyarrow as pa
+
+    sid = fb.scenario_id.astype(str)
+    rid = reviewer_names[fb.reviewer]
+    kind = np.array(["like", "override", "abstain"], dtype=object)[fb.kind]
+    label = np.where(fb.kind == 1, fb.label, -1)
+    return pa.table(
+        {
+            "id": pa.array(np.char.add(np.char.add(np.char.add("f-", sid), "-"), rid.astype(str))),
+            "decision_id": pa.array(np.char.add("d-", sid)),
+            "reviewer_id": pa.array(rid.tolist(), pa.string()),
+            "kind": pa.array(kind.tolist(), pa.string()),
+            "action": pa.array(actions[label].tolist(), pa.string()),
+            "timestamp": pa.array(
+                _BASE_US + fb.arrival.astype(np.int64) * _STEP_US + 30_000_000,
+                type=pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
 
 
 def temp_store_path() -> str:

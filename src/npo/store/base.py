@@ -141,6 +141,57 @@ class DecisionArrays:
 
 
 @dataclass(frozen=True)
+class DecisionRows:
+    """Decisions read inside a unit of work (:meth:`Store.read_decisions`), in ``seq``
+    order. Codes: ``action`` / ``shadow`` an action index, -1 DEFER (``shadow`` -2 when the
+    policy's own decision was the served one); ``review`` 1 / 0 / -1 (sent for review /
+    not / not recorded). Times are int64 µs."""
+
+    seq: np.ndarray
+    decision_id: list[str]
+    scenario_id: list[str]
+    policy_version: list[str]
+    threshold_version: list[str]
+    segment: list[str]
+    scores: np.ndarray
+    action: np.ndarray
+    shadow: np.ndarray
+    propensity: np.ndarray
+    review: np.ndarray
+    timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.seq.shape[0])
+
+    @property
+    def measured(self) -> np.ndarray:
+        """The policy's own decision (the shadow where one was recorded, else the served)."""
+        return np.where(self.shadow == -2, self.action, self.shadow).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class FeedbackRows:
+    """Feedback read inside a unit of work (:meth:`Store.read_feedback`), in ``seq`` order.
+
+    ``kind`` 0 like / 1 override / 2 abstain; ``label`` the preferred action (a like's is
+    the served ``decision``; -1 for an abstention); ``shadow`` the decision's measured
+    (policy's own) decision: its recorded shadow, else the served one."""
+
+    seq: np.ndarray
+    feedback_id: list[str]
+    decision_seq: np.ndarray
+    reviewer: list[str]
+    kind: np.ndarray
+    label: np.ndarray
+    decision: np.ndarray
+    shadow: np.ndarray
+    timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.seq.shape[0])
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     """One append-only audit entry; ``hash = sha256(prev_hash ‖ canonical JSON)``."""
 
@@ -303,6 +354,39 @@ class Store(ABC):
     def transaction(self) -> AbstractContextManager[Store]:
         """``with store.transaction(): ...``: everything inside commits together or not at
         all; nested calls join the outer transaction (savepoints)."""
+
+    @abstractmethod
+    def lock(self, name: str) -> None:
+        """Inside a unit of work: serialise it with every other unit that locks ``name``,
+        until the transaction ends (a no-op where write transactions already exclude each
+        other, as on SQLite)."""
+
+    # -- reads inside a unit of work (they see its own writes) ---------------------------
+    @abstractmethod
+    def read_decisions(
+        self,
+        *,
+        after_seq: int | None = None,
+        until_seq: int | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> DecisionRows:
+        """Decisions with ``after_seq < seq <= until_seq``, or with the given ids, in
+        ``seq`` order, read on the write connection (they see the current unit of work)."""
+
+    @abstractmethod
+    def read_feedback(
+        self,
+        *,
+        after_seq: int | None = None,
+        until_seq: int | None = None,
+        decision_seqs: Sequence[int] | None = None,
+    ) -> FeedbackRows:
+        """Feedback with ``after_seq < seq <= until_seq`` (and, if given, on the decisions
+        numbered ``decision_seqs``), in ``seq`` order, on the write connection."""
+
+    @abstractmethod
+    def last_seq(self, kind: EventKind) -> int:
+        """The largest ``seq`` of ``kind`` (0 when empty), as the current unit sees it."""
 
     @abstractmethod
     def get_state(self, key: str) -> StateValue | None: ...

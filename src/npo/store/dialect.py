@@ -12,6 +12,7 @@ connection used for scans (ADBC), and translates database errors into the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -146,6 +147,10 @@ class Dialect(ABC):
     def lock(self, conn: Any, name: str) -> None:
         """Serialise writers of ``name`` until the transaction ends (no-op where the
         transaction already excludes other writers)."""
+        return None
+
+    def lock_name(self, conn: Any, name: str) -> None:
+        """:meth:`lock` for any name (a user-level lock: :meth:`Store.lock`)."""
         return None
 
     # -- bulk load ------------------------------------------------------------------------
@@ -550,6 +555,11 @@ class PostgresDialect(Dialect):
 
     def lock(self, conn: Any, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCKS[name],))
+
+    def lock_name(self, conn: Any, name: str) -> None:
+        # a stable 63-bit key, outside the store's own small lock numbers
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key | (1 << 40),))
 
     def clear_stage(self, conn: Any, name: str) -> None:
         conn.execute(f"TRUNCATE {name}")

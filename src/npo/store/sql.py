@@ -23,6 +23,7 @@ from npo.domain import ActionSpace, PolicyVersion, ThresholdSet
 from npo.domain.rules import from_us, now_us, to_us
 from npo.errors import ConflictError, ItemError, NotFound, StoreError, ValidationFailed
 from npo.store import events, scan, state, summary
+from npo.store import rows as unit_rows
 from npo.store.audit import AuditLog, canonical_json, env_key, key_id, normalise_payload
 from npo.store.base import (
     AuditRecord,
@@ -30,6 +31,8 @@ from npo.store.base import (
     Batch,
     ConfigRecord,
     DecisionArrays,
+    DecisionRows,
+    FeedbackRows,
     IngestReport,
     LabelledFeedback,
     Lease,
@@ -205,6 +208,36 @@ class SQLStore(Store):
                     self._codes_cache.clear()
                     self._names.clear()
                 raise
+
+    def lock(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValidationFailed([ItemError(0, "name", "must be a non-empty string")], "lock")
+        if self._depth == 0:
+            raise StoreError("store.lock() is only meaningful inside store.transaction()")
+        self._dialect.lock_name(self._conn, name)
+
+    def read_decisions(
+        self,
+        *,
+        after_seq: int | None = None,
+        until_seq: int | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> DecisionRows:
+        with self._read():
+            return unit_rows.decisions(self, after_seq, until_seq, ids)
+
+    def read_feedback(
+        self,
+        *,
+        after_seq: int | None = None,
+        until_seq: int | None = None,
+        decision_seqs: Sequence[int] | None = None,
+    ) -> FeedbackRows:
+        with self._read():
+            return unit_rows.feedback(self, after_seq, until_seq, decision_seqs)
+
+    def last_seq(self, kind: str) -> int:  # type: ignore[override]
+        return unit_rows.last_seq(self, kind)
 
     @contextmanager
     def _read(self) -> Iterator[None]:

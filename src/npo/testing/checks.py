@@ -23,6 +23,7 @@ each); pass larger ones for a study.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "check_cs_coverage",
     "check_cs_protocol",
     "check_cs_reference",
+    "check_cs_state",
     "check_cs_width",
     "check_hb_pvalue_reference",
     "check_interval_coverage",
@@ -46,6 +48,7 @@ __all__ = [
     "check_interval_width",
     "check_monitor_detects",
     "check_monitor_false_alarm",
+    "check_monitor_state",
     "check_tuner_risk_control",
     "check_upper_bound_coverage",
     "check_upper_bound_width",
@@ -84,6 +87,23 @@ def check_cs_protocol(make: Callable[[float], Any], *, delta: float = 0.1) -> No
     a.reset()
     if (a.lower, a.upper, a.n) != (0.0, 1.0, 0):
         _fail(f"reset must give [0, 1] and n = 0, got {(a.lower, a.upper, a.n)}")
+
+
+def check_cs_state(make: Callable[[float], Any], *, delta: float = 0.1, n: int = 3001) -> None:
+    """Serialisation protocol: a fresh sequence that loads another's ``state_dict()`` (strict
+    JSON) gives the same bounds for every further observation."""
+    x = np.random.default_rng(1).random(n) ** 2
+    for cut in (0, 1, n // 3, n):
+        a = make(delta)
+        a.update(x[:cut])
+        b = make(delta)
+        b.load_state_dict(_json_round_trip(a.state_dict()))
+        if (a.lower, a.upper, a.n) != (b.lower, b.upper, b.n):
+            _fail(f"restored after {cut} observations, the bounds differ")
+        if cut < n:
+            ba, bb = a.update(x[cut:]), b.update(x[cut:])
+            if not (np.array_equal(ba.lower, bb.lower) and np.array_equal(ba.upper, bb.upper)):
+                _fail(f"restored after {cut} observations, later bounds differ")
 
 
 def check_cs_coverage(
@@ -190,6 +210,8 @@ def confidence_sequence_checks(
         ("time-uniform coverage", lambda: check_cs_coverage(make, n=coverage_n)),
         ("width vs CLT", lambda: check_cs_width(make, max_ratio=max_width_ratio)),
     ]
+    if hasattr(make(0.1), "state_dict"):
+        checks.append(("state round trip", lambda: check_cs_state(make)))
     if reference is not None:
         checks.append(("golden values", lambda: check_cs_reference(make, reference)))
     if log_wealth is not None:
@@ -353,6 +375,62 @@ def check_monitor_detects(
         _fail(f"detected the change in only {detected} of 20 runs")
 
 
+def _json_round_trip(state: Any) -> Any:
+    """What a store gives back: strict JSON (a NaN or infinity left as a float fails)."""
+    try:
+        return json.loads(json.dumps(state, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        _fail(f"state_dict() is not strict JSON: {exc}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def check_monitor_state(
+    make: Callable[[], Any], *, tolerance: float, scale: float, n: int = 6000, seed: int = 403
+) -> None:
+    """Serialisation protocol: a fresh monitor that loads another's ``state_dict()`` (after a
+    strict-JSON round trip) continues exactly as the original -- the same states after
+    every further observation, the same status and transition -- at every point of a
+    stream that rises above the tolerance and falls back (so the state changes)."""
+    rng = np.random.default_rng(seed)
+    third = n // 3
+    p = np.r_[
+        np.full(third, tolerance / 2),
+        np.full(third, 3 * tolerance),
+        np.full(n - 2 * third, tolerance / 4),
+    ]
+    x = scale * (rng.random(n) < np.minimum(p / scale, 1.0))
+    for cut in (0, n // 7, third + n // 10, 2 * third + n // 20, n):
+        a = make()
+        a.update(x[:cut])
+        b = make()
+        b.load_state_dict(_json_round_trip(a.state_dict()))
+        if not _same(a.status.to_dict(), b.status.to_dict()):
+            _fail(f"after {cut} observations the restored status differs from the original")
+        rest = x[cut:]
+        for part in np.array_split(rest, 3):
+            sa, sb = a.update(part), b.update(part)
+            if not np.array_equal(sa, sb):
+                _fail(f"restored after {cut} observations, the states differ later on")
+        if not _same(a.status.to_dict(), b.status.to_dict()):
+            _fail(f"restored after {cut} observations, the final status differs")
+        ta, tb = getattr(a, "transition", None), getattr(b, "transition", None)
+        if (ta is None) != (tb is None) or (
+            ta is not None and not _same(ta.to_dict(), tb.to_dict())
+        ):
+            _fail(f"restored after {cut} observations, the transition evidence differs")
+        if not _same(_json_round_trip(a.state_dict()), _json_round_trip(b.state_dict())):
+            _fail(f"restored after {cut} observations, the final state_dict differs")
+
+
 def monitor_checks(
     make: Callable[[], Any], *, tolerance: float, scale: float, level: float, n: int = 20_000
 ) -> list[Check]:
@@ -364,6 +442,10 @@ def monitor_checks(
             lambda: check_monitor_false_alarm(make, level=level, **kw),
         ),
         ("detects a change", lambda: check_monitor_detects(make, **kw)),
+        (
+            "state round trip",
+            lambda: check_monitor_state(make, tolerance=tolerance, scale=scale),
+        ),
     ]
 
 

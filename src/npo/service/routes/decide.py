@@ -31,7 +31,10 @@ async def decide(body: DecideRequest, state: State, token: Operator) -> DecideRe
         scenario_ids=[s.id for s in sc],
         segments=[s.segment for s in sc],
         decision_ids=[s.decision_id or f"d-{s.id}" for s in sc],
-        timestamps=np.array([now if s.timestamp is None else to_us(s.timestamp) for s in sc]),
+        # none given: the loop stamps them (and a re-send is compared without them)
+        timestamps=None
+        if all(s.timestamp is None for s in sc)
+        else np.array([now if s.timestamp is None else to_us(s.timestamp) for s in sc]),
         review_capacity=body.review_capacity,
     )
     if call.X.dtype == object:

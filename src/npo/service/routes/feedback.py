@@ -26,7 +26,7 @@ async def send_feedback(body: FeedbackRequest, state: State, token: Reviewer) ->
         items.append(d)
 
     new, events = await state.run(gw.receive_feedback, state.loop, items)
-    metrics.count_feedback(f.kind.value for f in new)
+    metrics.count_feedback(gw.feedback_kind(f) for f in new)
     return FeedbackResponse.model_validate(
         {"received": len(items), "new": len(new), "events": [e.to_dict() for e in events]}
     )

@@ -1,0 +1,956 @@
+"""The coordinator: :class:`AlignmentLoop` wires the loop's parts over one store.
+
+score → decide → review (:mod:`~npo.loop.sampling`) → store → catch up with the store
+(:mod:`~npo.loop.observations`) → monitor (:mod:`~npo.loop.monitoring`) → act: schedule and
+run a retraining attempt (:mod:`~npo.loop.retraining`, :mod:`~npo.loop.candidates`,
+:mod:`~npo.loop.lifecycle`), start or end override mode; every event goes to the audit log
+(:mod:`~npo.loop.audit`); every call is one unit of work over the loop's checkpoint
+(:mod:`~npo.loop.checkpoint`).
+
+The store is the source of truth: a process keeps only caches (bounded), several
+processes may share one store, and a process killed at any moment and restarted ends where
+an uninterrupted one would -- re-sending the calls that were not acknowledged is safe,
+because ``decide`` and ``receive`` are idempotent by id.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from npo.domain import DEFER, DEFER_CODE, ThresholdSet
+from npo.errors import ConflictError, ItemError, NotFound, ValidationFailed
+from npo.loop.audit import AuditWriter
+from npo.loop.checkpoint import KEY, Checkpoint
+from npo.loop.config import LoopConfig
+from npo.loop.monitoring import MonitorStep, monitor_status
+from npo.loop.observations import ObservationBuilder, Observations
+from npo.loop.options import LoopOptions
+from npo.loop.results import DecisionBatch, LoopEvent, LoopStatus
+from npo.loop.retraining import LEASE, AttemptRunner, RetrainScheduler
+from npo.loop.sampling import ReviewCapacity, ReviewSampling, floor_aware_budget
+from npo.monitor import Monitor, TriggerState
+from npo.policy import Policy
+from npo.policy import decide as decide_codes
+from npo.policy.decide import ThresholdTable
+from npo.tuning import ThresholdTuner
+from npo.validation import PolicyValidator
+
+if TYPE_CHECKING:
+    from npo.loop.candidates import LearnerFactory
+    from npo.store.base import IngestReport, Store
+
+__all__ = ["AlignmentLoop"]
+
+COUNTS = (
+    "decisions",
+    "deferred",
+    "review_requests",
+    "unmonitored",
+    "feedback",
+    "labelled",
+    "abstained",
+    "dropped_feedback",
+    "candidates",
+    "promotions",
+    "rejections",
+    "held",
+    "retunes",
+    "overrides",
+    "automated_for_capacity",
+    "review_overflow",
+)
+"""The loop's counts: decisions consumed (``deferred``, sent for review, ``unmonitored``:
+without a review flag or with ``p < p_min``), feedback rows, decisions whose first feedback
+was a label / an abstention, feedback dropped by a ``feedback`` switch, candidates,
+promotions, verdicts held / rejected, threshold retunes, overrides started, deferrals
+served instead for the review capacity, review requests beyond it."""
+
+_KIND_NAMES = np.array(["like", "override", "abstain"], dtype=object)
+
+
+def _bad(field_: str, reason: str, what: str = "loop input") -> ValidationFailed:
+    return ValidationFailed([ItemError(0, field_, reason)], what=what)
+
+
+def _now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+class AlignmentLoop:
+    """The NPO loop over one store. Open it with :meth:`open`.
+
+    Parameters (see :meth:`open`): ``config``; ``store``; ``policy`` / ``thresholds`` (added
+    and activated if new; default the store's active ones); ``fallback`` (serves in
+    OVERRIDE mode instead of deferring everything; give every worker the same); ``monitor``
+    (replaces the loss monitor of ``options.monitor``; must implement ``state_dict`` /
+    ``load_state_dict``); ``learner`` (a learner factory; default: refit a scikit-learn
+    serving policy, else NPO's online learner); ``options``; ``seed`` of the review coins
+    and of training; ``tuner`` / ``validator`` overrides; ``trusted`` skops types;
+    ``worker`` a name for audit records (default ``host:pid``).
+    """
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        store: Store,
+        *,
+        policy: Policy | None = None,
+        thresholds: ThresholdSet | None = None,
+        fallback: Policy | None = None,
+        monitor: Monitor | None = None,
+        learner: LearnerFactory | None = None,
+        options: LoopOptions | None = None,
+        seed: int = 0,
+        tuner: ThresholdTuner | None = None,
+        validator: PolicyValidator | None = None,
+        trusted: Sequence[str] = (),
+        worker: str | None = None,
+    ) -> None:
+        if tuple(config.actions) != tuple(store.actions.actions):
+            raise _bad(
+                "config.actions",
+                f"{config.actions} differ from the store's actions {list(store.actions.actions)}",
+            )
+        self.config = config
+        self.store = store
+        self.options = options or LoopOptions()
+        self.actions = store.actions
+        self.seed = int(seed)
+        self.trusted = tuple(trusted)
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.fallback = fallback
+        self._lock = threading.RLock()
+        self._policies: OrderedDict[str, Policy] = OrderedDict()
+        self._tables: OrderedDict[str, ThresholdTable] = OrderedDict()
+        self.config_version = store.put_config(
+            config.model_dump(mode="json", by_alias=True), reason="configuration of the loop"
+        )
+        if policy is not None:
+            self._keep(policy)
+        p_floor = config.p_min if self.options.ipw else 1.0
+        # the parts
+        self.sampling = ReviewSampling(config.p_min, self.seed, ipw=self.options.ipw)
+        self.capacity = ReviewCapacity(self.sampling)
+        self.observations = ObservationBuilder(
+            config.cost_matrix,
+            p_min=config.p_min,
+            response_floor=config.monitor.response_floor,
+            max_wait=config.monitor.feedback_wait,
+            ipw=self.options.ipw,
+        )
+        self.monitors = MonitorStep(config, self.options, monitor)
+        self.scheduler = RetrainScheduler(config, self.options)
+        self.tuner = tuner or ThresholdTuner(
+            per="global",
+            deferral_budget=floor_aware_budget(config.deferral_budget, p_floor)
+            if self.options.ipw
+            else config.deferral_budget,
+            delta=config.delta,
+            p_min=p_floor,
+        )
+        validator = validator or PolicyValidator(
+            margin=config.retrain.margin, delta=config.delta, p_min=p_floor
+        )
+        self.runner = AttemptRunner(
+            self, validator=validator, learner=learner, lease_s=config.retrain.lease_s
+        )
+        self.writer = AuditWriter(store, self.worker)
+        self._setup = {
+            "config_version": self.config_version,
+            "options": self.options.model_dump(mode="json"),
+            "monitor": None if monitor is None else type(monitor).__name__,
+        }
+        self._state = self._fresh_state()
+        self._opening = True
+        self.checkpoint = Checkpoint(
+            store, self.writer, dump=self._dump, load=self._load, start=self._start
+        )
+        with self._lock, self.unit():
+            self._ensure_serving(policy, thresholds)
+        self._opening = False
+
+    @classmethod
+    def open(
+        cls,
+        store: Store,
+        config: LoopConfig | None = None,
+        *,
+        policy: Policy | None = None,
+        thresholds: ThresholdSet | None = None,
+        fallback: Policy | None = None,
+        options: LoopOptions | None = None,
+        seed: int = 0,
+        trusted: Sequence[str] = (),
+        worker: str | None = None,
+        **parts: Any,
+    ) -> AlignmentLoop:
+        """Open the loop over ``store`` (one per process; several processes may share it).
+
+        ``config=None``: the configuration stored in the store; a given one is stored
+        (audited; a new version only if it differs). ``policy`` / ``thresholds``: added and
+        activated if new (audited); default: the store's active ones. ``parts``: the
+        advanced keywords of the class (``monitor``, ``learner``, ``tuner``,
+        ``validator``)."""
+        if config is None:
+            rec = store.get_config()
+            if rec is None:
+                raise _bad(
+                    "config",
+                    "the store holds no loop configuration: pass config=LoopConfig(...) "
+                    "(or LoopConfig.from_file('npo.toml')) the first time",
+                )
+            config = LoopConfig.from_dict(rec.config, source=f"stored configuration v{rec.version}")
+        return cls(
+            config,
+            store,
+            policy=policy,
+            thresholds=thresholds,
+            fallback=fallback,
+            options=options,
+            seed=seed,
+            trusted=trusted,
+            worker=worker,
+            **parts,
+        )
+
+    # ------------------------------------------------------------------ state
+    def _fresh_state(self) -> dict[str, Any]:
+        return {
+            "setup": dict(self._setup),
+            "seed": self.seed,
+            "step": 0,
+            "now_us": 0,
+            "gen": 0,
+            "gen_start_us": 0,
+            "serving": {"policy": None, "thresholds": None},
+            "counts": dict.fromkeys(COUNTS, 0),
+        }
+
+    def _dump(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "loop": self._state,
+            "observations": self.observations.state_dict(),
+            "monitors": self.monitors.state_dict(),
+            "retraining": self.scheduler.state_dict(),
+            "capacity": self.capacity.state_dict(),
+        }
+
+    def _load(self, value: Mapping[str, Any]) -> None:
+        if value.get("format") != 1:
+            raise RuntimeError(f"checkpoint {KEY!r}: unknown format {value.get('format')!r}")
+        loop = dict(value["loop"])
+        loop["counts"] = {**dict.fromkeys(COUNTS, 0), **loop["counts"]}
+        old_setup = loop["setup"]
+        same = old_setup == self._setup
+        if not same and not self._opening:
+            raise _bad(
+                "configuration",
+                f"another process reopened the loop with {loop['setup']} (this one has "
+                f"{self._setup}): reopen this loop to follow it",
+                what="loop",
+            )
+        self._state = loop
+        self.scheduler.load_state_dict(value["retraining"])
+        self.capacity.load_state_dict(value["capacity"])
+        self.observations.load_state_dict(value["observations"])
+        if same:
+            self.monitors.load_state_dict(value["monitors"])
+            return
+        # reopened with another configuration or switches: the evidence is about another
+        # monitor; counts, cadence, spending and override mode carry over
+        old = value["monitors"]
+        self.monitors = MonitorStep(self.config, self.options, self._custom_monitor())
+        self.monitors.override = bool(old["override"])
+        self.monitors.fixed_in_override = bool(old["fixed_in_override"])
+        self.observations.restart()
+        self._state["setup"] = dict(self._setup)
+        self.emit("reconfigured", {"from": old_setup, "to": dict(self._setup)})
+
+    def _custom_monitor(self) -> Monitor | None:
+        if self._setup["monitor"] is None:
+            return None
+        m = self.monitors.loss
+        m.reset()
+        return m
+
+    def _start(self) -> None:
+        """A store without a checkpoint: monitor what is decided from now on."""
+        self._state = self._fresh_state()
+        self.observations.start(self.store)
+
+    # ------------------------------------------------------------------ plumbing
+    def unit(self) -> Any:
+        """One unit of work over the checkpoint (:mod:`npo.loop.checkpoint`)."""
+        return self.checkpoint.unit()
+
+    @property
+    def step(self) -> int:
+        return int(self._state["step"])
+
+    def emit(self, kind: str, payload: dict[str, Any], *, audit: bool = True) -> LoopEvent:
+        """An event of the last decision batch's step (and its audit record)."""
+        return self.writer.emit(kind, max(0, self.step - 1), payload, audit=audit)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The loop's counts (:data:`COUNTS`), as of this process's last call."""
+        return dict(self._state["counts"])
+
+    def count(self, key: str, k: int = 1) -> None:
+        self._state["counts"][key] += int(k)
+
+    def _keep(self, policy: Policy) -> Policy:
+        self._policies[policy.version] = policy
+        self._policies.move_to_end(policy.version)
+        while len(self._policies) > 4:
+            self._policies.popitem(last=False)
+        return policy
+
+    def _policy(self, version: str) -> Policy:
+        from npo.policy.base import load_policy
+
+        p = self._policies.get(version)
+        if p is None:
+            p = load_policy(self.store.get_policy(version), trusted=self.trusted)
+        return self._keep(p)
+
+    def _table(self, version: str) -> ThresholdTable:
+        t = self._tables.get(version)
+        if t is None:
+            ts = (
+                self.store.get_thresholds(version)
+                if version != "default"
+                else ThresholdSet(version="default")
+            )
+            t = ThresholdTable.from_set(ts, self.actions)
+            self._tables[version] = t
+            while len(self._tables) > 4:
+                self._tables.popitem(last=False)
+        self._tables.move_to_end(version)
+        return t
+
+    @property
+    def policy(self) -> Policy:
+        """The serving policy."""
+        return self._policy(self._state["serving"]["policy"])
+
+    @property
+    def threshold_version(self) -> str:
+        return str(self._state["serving"]["thresholds"])
+
+    @property
+    def table(self) -> ThresholdTable:
+        """The serving thresholds, compiled."""
+        return self._table(self.threshold_version)
+
+    @property
+    def thresholds(self) -> ThresholdSet:
+        v = self.threshold_version
+        return self.store.get_thresholds(v) if v != "default" else ThresholdSet(version=v)
+
+    @property
+    def monitor(self) -> Monitor:
+        """The loss monitor."""
+        return self.monitors.loss
+
+    @property
+    def abstention_monitor(self) -> Monitor:
+        return self.monitors.abstention
+
+    @property
+    def disagreement_monitor(self) -> Monitor:
+        return self.monitors.disagreement
+
+    @property
+    def state(self) -> TriggerState:
+        """The loss monitor's trigger state the loop acts on."""
+        return self.monitors.state
+
+    @property
+    def events(self) -> list[LoopEvent]:
+        """This process's most recent events (bounded; the audit log holds them all)."""
+        return list(self.writer.recent)
+
+    def serve(self, policy: str | None = None, thresholds: str | None = None) -> None:
+        """Record what serves now (after the loop itself activated it in the store)."""
+        if policy is not None:
+            self._state["serving"]["policy"] = policy
+        if thresholds is not None:
+            self._state["serving"]["thresholds"] = thresholds
+
+    def _ensure_serving(self, policy: Policy | None, thresholds: ThresholdSet | None) -> None:
+        """Add and activate a given policy / thresholds if new; then follow the store."""
+        store = self.store
+        if policy is not None:
+            try:
+                store.get_policy(policy.version)
+            except NotFound:
+                store.add_policy(policy.to_record())
+                store.set_active_policy(
+                    policy.version, reason="initial policy of the loop", evidence={}
+                )
+        if store.active_policy() is None:
+            if policy is None:
+                raise _bad("policy", "no policy given and the store has no active policy")
+            store.set_active_policy(
+                policy.version, reason="initial policy of the loop", evidence={}
+            )
+        if thresholds is not None:
+            try:
+                store.get_thresholds(thresholds.version)
+            except NotFound:
+                store.add_thresholds(thresholds)
+                store.set_active_thresholds(
+                    thresholds.version, reason="initial thresholds of the loop", evidence={}
+                )
+        self._sync_serving(initial=self._state["serving"]["policy"] is None)
+
+    def _sync_serving(self, *, initial: bool = False) -> None:
+        """Follow the store's active versions; a change made elsewhere (``npo promote``,
+        ``npo rollback``, another tool) starts a new rule: audited, the evidence resets."""
+        policy = self.store.active_policy()
+        thresholds = self.store.active_thresholds() or "default"
+        serving = self._state["serving"]
+        if (policy, thresholds) == (serving["policy"], serving["thresholds"]):
+            return
+        before = dict(serving)
+        self._policy(policy)  # type: ignore[arg-type]
+        self._table(thresholds)
+        self.serve(policy=policy, thresholds=thresholds)
+        if not initial:
+            self.emit("serving.changed", {"from": before, "to": dict(serving)})
+            self.fix()
+
+    def fix(self) -> None:
+        """A new policy or thresholds serve: the old evidence is about another rule."""
+        self.monitors.reset_loss()
+        self.observations.restart()
+        self.scheduler.on_fix()
+        self._state["gen"] += 1
+        self._state["gen_start_us"] = self._state["now_us"]
+
+    def capacity_retuned(self) -> None:
+        self.capacity.retuned_gen = self._state["gen"] + 1  # the retune starts a generation
+
+    def tuner_now(self) -> ThresholdTuner:
+        """The tuner with a deferral budget that fits the review capacity seen so far
+        together with the floor's audits (:func:`~npo.loop.sampling.floor_aware_budget`)."""
+        t = self.tuner
+        share = self.capacity.share
+        if share is None or not self.sampling.ipw or t.deferral_budget is None:
+            return t
+        if not hasattr(t, "get_params"):
+            return t
+        budget = min(t.deferral_budget, floor_aware_budget(share, self.config.p_min))
+        if budget >= t.deferral_budget:
+            return t
+        return type(t)(**{**t.get_params(), "deferral_budget": budget})
+
+    def _call(self, work: Any) -> tuple[Any, list[LoopEvent]]:
+        """Run ``work()`` in a unit of work, then the pending attempt; the events of both."""
+        with self._lock:
+            self.writer.take()
+            with self.unit():
+                out = work()
+            self.runner.run()
+            return out, self.writer.take()
+
+    # ------------------------------------------------------------------ the catch-up
+    def _catch_up(self) -> Observations:
+        """Consume what the store holds after the watermarks; monitor; schedule actions."""
+        obs = self.observations.consume(self.store)
+        s = self._state
+        c = s["counts"]
+        c["decisions"] += obs.decisions
+        c["deferred"] += obs.deferred
+        c["review_requests"] += obs.review
+        c["unmonitored"] += obs.unmonitored
+        c["feedback"] += obs.feedback
+        c["labelled"] += obs.labelled
+        c["abstained"] += obs.abstained
+        self.scheduler.labels += obs.labelled_current
+        s["now_us"] = max(int(s["now_us"]), obs.last_time_us)
+        for kind, payload in self.monitors.observe(obs):
+            self.emit(kind, payload)
+        events, rose = self.monitors.react(s["serving"], fallback=self.fallback is not None)
+        if rose:
+            self.scheduler.on_trigger(int(s["now_us"]))
+        for kind, payload in events:
+            self.emit(kind, payload)
+            if kind == "override.start":
+                self.count("overrides")
+        self._schedule()
+        for kind, payload in self.monitors.maybe_end_override(s["serving"]["policy"]):
+            self.emit(kind, payload)
+        return obs
+
+    def _schedule(self) -> None:
+        s = self._state
+        action = self.scheduler.due(self.monitors.state, self.step, int(s["now_us"]))
+        cap = self.capacity
+        if action is None and cap.retune_due:
+            cap.retune_due = False
+            if (
+                cap.retuned_gen != s["gen"]
+                and self.options.tune_thresholds
+                and self.scheduler.pending is None
+                and self.scheduler.labels >= self.config.retrain.min_feedback
+            ):
+                action = {
+                    "kind": "capacity",
+                    "reason": "capacity",
+                    "since_us": int(s["gen_start_us"]),
+                    "step": self.step,
+                    "now_us": int(s["now_us"]),
+                    "status": "scheduled",
+                }
+        if action is not None:
+            action["labels"] = self.scheduler.labels
+            self.scheduler.pending = action
+
+    # ------------------------------------------------------------------ deciding
+    def decide(
+        self,
+        X: np.ndarray,
+        *,
+        scenario_ids: Sequence[str],
+        segments: Sequence[str] | None = None,
+        decision_ids: Sequence[str] | None = None,
+        timestamps: np.ndarray | Sequence[int] | None = None,
+        review_capacity: int | None = None,
+    ) -> DecisionBatch:
+        """Score, decide and sample for review one batch of scenarios; store them.
+
+        ``decision_ids`` default to ``"d-" + scenario id``; ``timestamps``: int64 µs since
+        the epoch (default: now); ``review_capacity``: reviews people can do for this batch
+        (:mod:`~npo.loop.sampling`). Idempotent by decision id: an identical re-send returns
+        the stored decisions; ids stored with other content raise :class:`ConflictError`.
+        Any error leaves the store and the loop as they were.
+        """
+        x = np.asarray(X, dtype=np.float64)
+        if x.ndim != 2:
+            raise _bad("X", f"must be a 2-D array (n, d), got shape {x.shape}")
+        n = x.shape[0]
+        sids = [str(s) for s in scenario_ids]
+        if len(sids) != n:
+            raise _bad("scenario_ids", f"needs one id per row ({n}), got {len(sids)}")
+        dids = [f"d-{s}" for s in sids] if decision_ids is None else [str(d) for d in decision_ids]
+        if len(dids) != n:
+            raise _bad("decision_ids", f"needs one id per row ({n}), got {len(dids)}")
+        if len(set(dids)) != n:
+            raise _bad("decision_ids", "must be unique within the batch")
+        segs = ["default"] * n if segments is None else [str(g) for g in segments]
+        if len(segs) != n:
+            raise _bad("segments", f"needs one segment per row ({n}), got {len(segs)}")
+        if timestamps is None:
+            ts = np.full(n, _now_us(), dtype=np.int64)
+        else:
+            ts = np.broadcast_to(np.asarray(timestamps, dtype=np.int64), (n,)).copy()
+
+        def work() -> DecisionBatch:
+            stored = self.store.read_decisions(ids=dids)
+            if len(stored):
+                batch = self._stored_batch(stored, dids, sids, segs)
+                # the same scenarios, or a ConflictError naming what differs
+                self.store.ingest_scenarios(
+                    _scenario_table(sids, x, segs, None if timestamps is None else ts)
+                )
+                return batch
+            self._sync_serving()
+            return self._decide_new(x, sids, dids, segs, ts, review_capacity)
+
+        batch, events = self._call(work)
+        return replace(batch, events=tuple(events))
+
+    def _segment_rows(self, table: ThresholdTable, segs: Sequence[str]) -> np.ndarray | None:
+        return table.segment_codes(list(segs)) if table.segments else None
+
+    def rule(self, X: np.ndarray, segments: Sequence[str] | None = None) -> np.ndarray:
+        """The serving policy's decision codes with the serving thresholds (no side
+        effects; as of this process's last call)."""
+        x = np.asarray(X, dtype=np.float64)
+        table = self.table
+        segs = ["default"] * x.shape[0] if segments is None else list(segments)
+        return decide_codes(self.policy.predict_proba(x), table, self._segment_rows(table, segs))
+
+    def _decide_new(
+        self,
+        x: np.ndarray,
+        sids: list[str],
+        dids: list[str],
+        segs: list[str],
+        ts: np.ndarray,
+        review_capacity: int | None,
+    ) -> DecisionBatch:
+        import pyarrow as pa
+
+        policy, table = self.policy, self.table
+        override = self.monitors.override
+        scores = policy.predict_proba(x)
+        rows = self._segment_rows(table, segs)
+        shadow = decide_codes(scores, table, rows)
+        fb_scores = None if self.fallback is None else self.fallback.predict_proba(x)
+        if not override:
+            served = shadow
+        elif fb_scores is not None:
+            served = decide_codes(fb_scores, table, rows)
+        else:
+            served = np.full(x.shape[0], DEFER_CODE, dtype=np.int16)
+        review, prop, coins = self.sampling.sample(scores, served, dids)
+        self._state["step"] += 1
+        if review_capacity is not None:
+            fit = self.capacity.fit(
+                int(review_capacity),
+                scores,
+                served,
+                review,
+                prop,
+                coins,
+                fallback_scores=fb_scores,
+                override=override,
+                retune=self.options.tune_thresholds,
+            )
+            served, review, prop = fit.served, fit.review, fit.propensity
+            self.count("automated_for_capacity", fit.converted)
+            self.count("review_overflow", fit.overflow)
+            for kind, payload in fit.events:
+                self.emit(kind, payload)
+        names = np.array([*self.actions.actions, DEFER], dtype=object)
+        action = names[served]
+        shadow_name = names[shadow]
+        times = pa.array(ts, type=pa.timestamp("us", tz="UTC"))
+        self.store.ingest_scenarios(_scenario_table(sids, x, segs, ts))
+        self.store.ingest_decisions(
+            pa.table(
+                {
+                    "id": pa.array(dids, pa.string()),
+                    "scenario_id": pa.array(sids, pa.string()),
+                    "policy_version": pa.array([policy.version] * len(dids), pa.string()),
+                    "threshold_version": pa.array([table.version] * len(dids), pa.string()),
+                    "scores": _list_array(scores),
+                    "action": pa.array(action.tolist(), pa.string()),
+                    "shadow_action": pa.array(
+                        np.where(served != shadow, shadow_name, None).tolist(), pa.string()
+                    ),
+                    "propensity": pa.array(prop, pa.float64()),
+                    "review": pa.array(review, pa.bool_()),
+                    "segment": pa.array(segs, pa.string()),
+                    "timestamp": times,
+                }
+            )
+        )
+        self._emit_decisions(
+            len(dids),
+            int((served == DEFER_CODE).sum()),
+            {f"{policy.version}/{table.version}": len(dids)},
+            override=override,
+        )
+        self._catch_up()
+        return DecisionBatch(
+            decision_id=dids,
+            scenario_id=sids,
+            action=action.tolist(),
+            shadow_action=shadow_name.tolist(),
+            propensity=prop,
+            review=review,
+            scores=scores,
+            policy_version=policy.version,
+            threshold_version=table.version,
+            override=override,
+            step=self.step - 1,
+            decision=np.asarray(served, dtype=np.int16),
+            shadow=np.asarray(shadow, dtype=np.int16),
+        )
+
+    def _emit_decisions(
+        self, n: int, deferred: int, versions: dict[str, int], *, override: bool
+    ) -> None:
+        """The audit record of a decision batch (``loop.decisions``, not an event): which
+        policy and thresholds decided."""
+        self.store.append_audit(
+            "loop.decisions",
+            {
+                "steps": [self.step - 1, self.step - 1],
+                "n": n,
+                "deferred": deferred,
+                "policy/thresholds": versions,
+                "override": override,
+                "worker": self.worker,
+            },
+        )
+
+    def _stored_batch(
+        self, stored: Any, dids: list[str], sids: list[str], segs: list[str]
+    ) -> DecisionBatch:
+        """An identical re-send: the stored decisions (or a conflict naming the item)."""
+        at = {d: i for i, d in enumerate(stored.decision_id)}
+        errors = []
+        for i, (d, s) in enumerate(zip(dids, sids, strict=True)):
+            j = at.get(d)
+            if j is None:
+                errors.append(
+                    ItemError(i, "decision_ids", "new in a batch whose other ids are stored", d)
+                )
+            elif stored.scenario_id[j] != s:
+                errors.append(
+                    ItemError(
+                        i,
+                        "scenario_ids",
+                        f"decision {d!r} is stored for scenario {stored.scenario_id[j]!r}",
+                        d,
+                    )
+                )
+            elif stored.segment[j] != segs[i]:
+                errors.append(
+                    ItemError(
+                        i, "segments", f"decision {d!r} is stored in {stored.segment[j]!r}", d
+                    )
+                )
+        if errors:
+            raise ConflictError(errors, what="decisions")
+        order = np.array([at[d] for d in dids], dtype=np.intp)
+        names = np.array([*self.actions.actions, DEFER], dtype=object)
+        served = stored.action[order]
+        shadow = stored.measured[order]
+        return DecisionBatch(
+            decision_id=dids,
+            scenario_id=sids,
+            action=names[served].tolist(),
+            shadow_action=names[shadow].tolist(),
+            propensity=stored.propensity[order],
+            review=stored.review[order] == 1,
+            scores=stored.scores[order],
+            policy_version=stored.policy_version[int(order[0])],
+            threshold_version=stored.threshold_version[int(order[0])],
+            override=bool(self.monitors.override),
+            step=self.step - 1,
+            decision=served.astype(np.int16),
+            shadow=shadow.astype(np.int16),
+        )
+
+    def record_decisions(self, decisions: Any) -> IngestReport:
+        """Store decisions made elsewhere (records or mappings, with scores, the served
+        action or ``"DEFER"``, the propensity and the review flag) and monitor them exactly
+        like the loop's own. Returns the store's :class:`~npo.store.base.IngestReport`."""
+
+        def work() -> IngestReport:
+            self._sync_serving()
+            report = self.store.ingest_decisions(decisions)
+            if report.inserted:
+                self._state["step"] += 1
+            obs = self._catch_up()
+            if report.inserted:
+                self._emit_decisions(
+                    report.inserted, obs.deferred, {"recorded": report.inserted}, override=False
+                )
+            return report
+
+        report, _ = self._call(work)
+        return report  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ feedback
+    def receive(self, feedback: Any) -> list[LoopEvent]:
+        """Store a batch of feedback (any delay; may be empty), monitor it, act.
+
+        ``feedback``: :class:`~npo.domain.Feedback` records, mappings with the same fields
+        (``kind`` like / override / abstain; ``action`` an action name for an override), or
+        a pyarrow Table / DataFrame of them. Idempotent by feedback id: a re-send changes
+        nothing, whichever worker receives it. An unknown decision id is rejected
+        (:class:`ValidationFailed` naming the item and ``decision_id``); any error stores
+        nothing and leaves the loop as it was. Returns the events this batch caused.
+        """
+
+        def work() -> None:
+            self._sync_serving()
+            batch = self._feedback_batch(feedback)
+            if batch is not None:
+                self.store.ingest_feedback(batch)
+            self._catch_up()
+
+        _, events = self._call(work)
+        return events
+
+    def _feedback_batch(self, feedback: Any) -> Any:
+        """The batch to store: as given, or transformed by the ``feedback`` switch of the
+        ablation study (dropped kinds never reach the store; ``abstain_as_like`` stores
+        abstentions as agreement)."""
+        mode = self.options.feedback
+        if mode == "all":
+            return feedback
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = _as_table(feedback)
+        if table.num_rows == 0:
+            return None
+        kind = table.column("kind")
+        if mode in ("likes_only", "overrides_only"):
+            keep = pc.equal(kind, "like" if mode == "likes_only" else "override")
+            kept = table.filter(keep)
+            self.count("dropped_feedback", table.num_rows - kept.num_rows)
+            return kept if kept.num_rows else None
+        abstain = np.asarray(pc.equal(kind, "abstain").to_numpy(zero_copy_only=False), dtype=bool)
+        if not abstain.any():
+            return table
+        ids = table.column("decision_id").to_pylist()
+        dec = self.store.read_decisions(ids=[ids[i] for i in np.flatnonzero(abstain)])
+        at = {d: i for i, d in enumerate(dec.decision_id)}
+        kinds = np.asarray(kind.to_pylist(), dtype=object)
+        has_action = "action" in table.column_names
+        actions = np.asarray(
+            table.column("action").to_pylist() if has_action else [None] * table.num_rows,
+            dtype=object,
+        )
+        for i in np.flatnonzero(abstain):
+            j = at.get(ids[i])
+            if j is None:
+                continue  # unknown decision: the store names it
+            served = int(dec.action[j])
+            if served == DEFER_CODE:  # nothing to like: counted as the policy's top action
+                kinds[i] = "override"
+                actions[i] = self.actions.actions[int(np.argmax(dec.scores[j]))]
+            else:
+                kinds[i] = "like"
+                actions[i] = None
+        cols = {c: table.column(c) for c in table.column_names}
+        cols["kind"] = pa.array(kinds.tolist(), pa.string())
+        cols["action"] = pa.array(actions.tolist(), pa.string())
+        return pa.table(cols)
+
+    # ------------------------------------------------------------------ reading
+    def status(self) -> LoopStatus:
+        """The loop as the store holds it now (another process's calls included)."""
+        with self._lock:
+            self.checkpoint.refresh()
+            mon = self.monitors
+            d = {**monitor_status(mon.loss), "critical": self.config.lambda_crit}
+            open_triggers = [
+                {"monitor": name, "state": s.name}
+                for name, s in (
+                    ("loss", mon.state),
+                    ("abstention", mon.abstention_state),
+                    ("disagreement", mon.disagreement_state),
+                )
+                if s != TriggerState.OK
+            ]
+            recent = [
+                {"seq": r.seq, "kind": r.kind, **r.payload}
+                for r in self.store.audit(limit=200)
+                if r.kind.startswith("loop.") and r.kind != "loop.decisions"
+            ][-20:]
+            sch = self.scheduler
+            return LoopStatus(
+                monitor=d,
+                override=bool(mon.override),
+                serving=dict(self._state["serving"]),
+                counts=self.counts,
+                open_triggers=open_triggers,
+                recent_events=recent,
+                step=self.step,
+                retraining={
+                    "attempts": sch.attempts,
+                    "pending": sch.pending,
+                    "alpha_spending": sch.spending.to_dict(),
+                },
+                checkpoint_version=self.checkpoint.version,
+            )
+
+    # ------------------------------------------------------------------ operators
+    @property
+    def override(self) -> bool:
+        """Whether people (or the fallback) decide everything (OVERRIDE mode)."""
+        return bool(self.monitors.override)
+
+    @override.setter
+    def override(self, on: bool) -> None:
+        self.set_override(on, reason="set by the operator")
+
+    def set_override(self, on: bool, *, reason: str) -> list[LoopEvent]:
+        """Switch override mode on or off by hand (audited with ``reason``)."""
+
+        def work() -> None:
+            for kind, payload in self.monitors.set_override(on, reason):
+                self.emit(kind, payload)
+                if on:
+                    self.count("overrides")
+
+        _, events = self._call(work)
+        return events
+
+    def rollback(self, version: str, *, reason: str = "", force: bool = False) -> LoopEvent:
+        """Serve an earlier policy version again (audited), reset the monitor."""
+        from npo.loop import lifecycle
+
+        def work() -> LoopEvent:
+            self._sync_serving()
+            done = lifecycle.rollback(
+                self.store,
+                version,
+                reason=reason or "rollback by the operator",
+                force=force,
+                actor="loop",
+            )
+            self.serve(policy=version)
+            self.fix()
+            return self.emit("rollback", {**done, "reason": reason}, audit=False)
+
+        ev, _ = self._call(work)
+        return ev  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Give up the retraining lease if this process holds it (the store stays open: it
+        belongs to the caller)."""
+        with self._lock:
+            self.store.release_lease(LEASE, self.worker)
+
+
+def _scenario_table(sids: list[str], x: np.ndarray, segs: list[str], ts: np.ndarray | None) -> Any:
+    import pyarrow as pa
+
+    cols = {
+        "id": pa.array(sids, pa.string()),
+        "features": _list_array(x),
+        "segment": pa.array(segs, pa.string()),
+    }
+    if ts is not None:
+        cols["timestamp"] = pa.array(ts, type=pa.timestamp("us", tz="UTC"))
+    return pa.table(cols)
+
+
+def _list_array(M: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    M = np.ascontiguousarray(M, dtype=np.float64)
+    offsets = pa.array(np.arange(M.shape[0] + 1, dtype=np.int32) * M.shape[1])
+    return pa.ListArray.from_arrays(offsets, pa.array(M.ravel()))
+
+
+def _as_table(feedback: Any) -> Any:
+    """Feedback records / mappings / Arrow / DataFrame -> a pyarrow Table."""
+    import pyarrow as pa
+
+    from npo.domain.batch import arrow_table
+
+    table = arrow_table(feedback)
+    if table is not None:
+        return table
+    rows = []
+    for f in feedback:
+        if hasattr(f, "model_dump"):
+            d = f.model_dump()
+            d["kind"] = getattr(d["kind"], "value", d["kind"])
+        else:
+            d = dict(f)
+        rows.append(d)
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # every field of any item
+    return pa.table({k: [r.get(k) for r in rows] for k in keys})
