@@ -12,7 +12,9 @@ transaction as the decisions and feedback that changed it**. A unit of work:
    part reloads its state from it (a cache rebuilt from the store);
 3. runs the call: its writes, then a catch-up with the store;
 4. writes the new checkpoint with ``expect_version`` = the version read (only when it
-   changed), and commits.
+   changed) -- and, if what ``watch()`` returns changed during the call, calls
+   ``on_change(version)`` (the loop appends a point of the monitor's history, so there is
+   exactly one per checkpoint that moved the monitor) -- and commits.
 
 The document is stored as one canonical JSON text under ``{"doc": …}`` (sorted keys, no
 NaN: the parts write non-finite numbers as strings), so writing it costs one encoding.
@@ -58,12 +60,16 @@ class Checkpoint:
         dump: Callable[[], dict[str, Any]],
         load: Callable[[Mapping[str, Any]], None],
         start: Callable[[], None],
+        watch: Callable[[], Any] | None = None,
+        on_change: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.writer = writer
         self.dump = dump
         self._load = load
         self._start = start
+        self._watch = watch
+        self._on_change = on_change
         self.version: int | None = None
         self._text: str | None = None
         self._depth = 0
@@ -92,11 +98,14 @@ class Checkpoint:
                 elif found.version != self.version:
                     self._load(json.loads(found.value["doc"]))
                     self._text = found.value["doc"]  # a load that changed a part writes
+                before = None if self._watch is None else self._watch()
                 yield
                 text = _text(self.dump())
                 if text != self._text:
                     self.version = self.store.put_state(KEY, {"doc": text}, expect_version=expect)
                     self._text = text
+                    if self._on_change is not None and self._watch() != before:  # type: ignore[misc]
+                        self._on_change(self.version)
                 else:
                     self.version = expect
         except BaseException:

@@ -41,6 +41,7 @@ from npo.monitor import Monitor, TriggerState
 from npo.policy import Policy
 from npo.policy import decide as decide_codes
 from npo.policy.decide import ThresholdTable
+from npo.store.base import MonitorPoint
 from npo.tuning import ThresholdTuner
 from npo.validation import PolicyValidator
 
@@ -172,7 +173,13 @@ class AlignmentLoop:
         self._state = self._fresh_state()
         self._opening = True
         self.checkpoint = Checkpoint(
-            store, self.writer, dump=self._dump, load=self._load, start=self._start
+            store,
+            self.writer,
+            dump=self._dump,
+            load=self._load,
+            start=self._start,
+            watch=self._monitor_point,
+            on_change=self._append_monitor_point,
         )
         with self._lock, self.unit():
             self._ensure_serving(policy, thresholds)
@@ -287,6 +294,28 @@ class AlignmentLoop:
         """A store without a checkpoint: monitor what is decided from now on."""
         self._state = self._fresh_state()
         self.observations.start(self.store)
+
+    def _monitor_point(self) -> MonitorPoint:
+        """The loss monitor as a point of its history (``seq`` and ``at`` not set yet):
+        ``n_labelled`` counts the decisions labelled so far (all rules: a monotone axis)."""
+        st = monitor_status(self.monitors.loss)
+        return MonitorPoint(
+            seq=0,
+            at="",
+            n_labelled=int(self._state["counts"]["labelled"]),
+            estimate=st["estimate"],
+            lower=st["lower"],
+            upper=st["upper"],
+            lam=float(self.config.lambda_),
+            lam_crit=float(self.config.lambda_crit),
+            state="override" if self.monitors.override else self.monitors.state.name.lower(),
+            policy_version=self._state["serving"]["policy"],
+        )
+
+    def _append_monitor_point(self, version: int) -> None:
+        """Written in the checkpoint's unit of work, with its version as ``seq``."""
+        at = datetime.now(UTC).isoformat(timespec="microseconds")
+        self.store.append_monitor_point(replace(self._monitor_point(), seq=version, at=at))
 
     # ------------------------------------------------------------------ plumbing
     def unit(self) -> Any:

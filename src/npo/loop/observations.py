@@ -229,7 +229,9 @@ class ObservationBuilder:
         if len(fb):
             out.update(self._feedback(store, fb))
             self.feedback_seq = int(fb.seq[-1])
-        if self.ipw:
+        wait = self.stream.max_wait
+        if self.ipw and (len(fb) or (wait is not None and self.stream.pending > wait)):
+            # terms become final when reviews arrive (or wait too long): release then
             before = self.stream.pending
             terms = self.stream.release()
             released = before - self.stream.pending

@@ -521,15 +521,15 @@ def _feedback_table(fb: Any, reviewer_names: np.ndarray, actions: np.ndarray) ->
     name, times (30 s into the arrival step)."""
     import pyarrow as pa
 
-    sid = fb.scenario_id.astype(str)
-    rid = reviewer_names[fb.reviewer]
+    sid = fb.scenario_id.tolist()
+    rid = reviewer_names[fb.reviewer].tolist()
     kind = np.array(["like", "override", "abstain"], dtype=object)[fb.kind]
     label = np.where(fb.kind == 1, fb.label, -1)
     return pa.table(
         {
-            "id": pa.array(np.char.add(np.char.add(np.char.add("f-", sid), "-"), rid.astype(str))),
-            "decision_id": pa.array(np.char.add("d-", sid)),
-            "reviewer_id": pa.array(rid.tolist(), pa.string()),
+            "id": pa.array([f"f-{s}-{r}" for s, r in zip(sid, rid, strict=True)], pa.string()),
+            "decision_id": pa.array([f"d-{s}" for s in sid], pa.string()),
+            "reviewer_id": pa.array(rid, pa.string()),
             "kind": pa.array(kind.tolist(), pa.string()),
             "action": pa.array(actions[label].tolist(), pa.string()),
             "timestamp": pa.array(

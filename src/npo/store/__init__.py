@@ -23,6 +23,7 @@ from npo.store.base import (
     IngestReport,
     LabelledFeedback,
     Lease,
+    MonitorPoint,
     StateValue,
     Store,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "IngestReport",
     "LabelledFeedback",
     "Lease",
+    "MonitorPoint",
     "StateValue",
     "Store",
     "open_store",

@@ -30,7 +30,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -236,6 +236,34 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class MonitorPoint:
+    """One point of the loss monitor's history, as the loop checkpointed it.
+
+    ``seq``: the version of the loop checkpoint written with it (one point per checkpoint
+    that changed the monitor); ``at``: when it was written (ISO-8601, UTC);
+    ``n_labelled``: observations the monitor holds; ``estimate`` / ``lower`` / ``upper``:
+    the monitor's estimate of the expected loss of the serving rule and its confidence band
+    (None where the monitor has none); ``lam`` / ``lam_crit``: the tolerance λ and the
+    critical level; ``state``: what the loop acts on (``"ok"``, ``"retrain"``, or
+    ``"override"`` -- override mode, whether the trigger or an operator started it);
+    ``policy_version``: the serving policy."""
+
+    seq: int
+    at: str
+    n_labelled: int
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    lam: float
+    lam_crit: float
+    state: str
+    policy_version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class ConfigRecord:
     """A version of the loop's configuration (a JSON-able mapping), audited."""
 
@@ -416,6 +444,17 @@ class Store(ABC):
 
     @abstractmethod
     def get_config(self, version: int | None = None) -> ConfigRecord | None: ...
+
+    @abstractmethod
+    def append_monitor_point(self, point: MonitorPoint) -> None:
+        """Append a point of the monitor's history (``point.seq`` must be larger than any
+        stored; the loop writes it in the unit of work of its checkpoint)."""
+
+    @abstractmethod
+    def monitor_history(self, max_points: int = 500) -> list[MonitorPoint]:
+        """The monitor's history, oldest first, evenly thinned by ``seq`` to at most
+        ``max_points``, always keeping the points where ``state`` changed (and the newest).
+        Only if more than ``max_points`` state changes are stored: the newest of them."""
 
     # -- policy and threshold versions ------------------------------------------------
     @abstractmethod

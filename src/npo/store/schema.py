@@ -9,7 +9,8 @@ carries the immutable fields of its decision that the estimators need (``decisio
 labelled read is a scan of one table.
 
 ``stat_*`` tables hold the maintained sufficient statistics (:mod:`npo.store.summary`);
-``state`` and ``leases`` the loop's checkpoints (:mod:`npo.store.state`); ``review_queue``
+``state`` and ``leases`` the loop's checkpoints (:mod:`npo.store.state`),
+``monitor_points`` the monitor's history the loop writes with them; ``review_queue``
 and ``review_claims`` the service's review queue (:mod:`npo.store.queue`: a cache of
 decisions sent for review, rebuilt from the decisions and feedback, and the claims that
 expire). ``tokens`` and ``token_revocations`` (:mod:`npo.store.tokens`) hold the
@@ -126,6 +127,17 @@ LEASES = Table(
     ("name",),
     append_only=False,
 )
+#: the loss monitor's history as the loop checkpointed it (:class:`~npo.store.base.MonitorPoint`;
+#: ``seq`` is the checkpoint's version, ``changed`` = 1 where ``state`` differs from the
+#: previous point's)
+MONITOR_POINTS = Table(
+    "monitor_points",
+    _c(
+        "seq i64, at i64, n_labelled i64, estimate f64?, lower f64?, upper f64?, lam f64, "
+        "lam_crit f64, state text, policy_version text?, changed i16"
+    ),
+    ("seq",),
+)
 
 #: the service's bearer tokens: only the SHA-256 of a token is stored (tokens are 256-bit
 #: random strings, so a fast hash is enough); a name is never reused
@@ -220,7 +232,11 @@ TABLES = (
     STAT_FLEISS,
     *ALL_TIME.values(),
     *SERVICE_TABLES,
+    MONITOR_POINTS,
 )
+#: tables added after schema version 2 shipped: created when a store without them is
+#: opened for writing (additive, so the schema version stays)
+ADDED = (MONITOR_POINTS,)
 BY_NAME = {t.name: t for t in TABLES}
 #: what :meth:`Store.counts` reports
 COUNTED = ("scenarios", "decisions", "feedback", "policies", "thresholds", "audit")

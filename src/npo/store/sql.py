@@ -36,11 +36,12 @@ from npo.store.base import (
     IngestReport,
     LabelledFeedback,
     Lease,
+    MonitorPoint,
     StateValue,
     Store,
 )
 from npo.store.dialect import Dialect
-from npo.store.schema import COUNTED, NAME_KINDS, SCHEMA_VERSION, TABLES
+from npo.store.schema import ADDED, COUNTED, NAME_KINDS, SCHEMA_VERSION, TABLES
 
 DEFAULT_BUCKET_S = 86_400
 
@@ -77,6 +78,8 @@ class SQLStore(Store):
         try:
             if new:
                 self._create(actions, int(bucket_s), key)  # type: ignore[arg-type]
+            elif not dialect.read_only:
+                self._add_tables()
             meta = dict(self._x("SELECT key, value FROM meta").fetchall())
             stored = ActionSpace(json.loads(meta["actions"]))
             if actions is not None and tuple(actions.actions) != stored.actions:
@@ -122,6 +125,18 @@ class SQLStore(Store):
             if key is not None:
                 meta["audit_key_id"] = key_id(key)
             self._xm("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+
+    def _add_tables(self) -> None:
+        """Create the tables added to schema version 2 after it shipped (:data:`ADDED`)."""
+        if not {t.name for t in ADDED} - self._dialect.tables(self._conn):
+            return
+        with self.transaction():
+            self._lock_writers("schema")
+            have = self._dialect.tables(self._conn)  # another process may have added them
+            for t in ADDED:
+                if t.name not in have:
+                    for stmt in self._dialect.create_table(t):
+                        self._x(stmt)
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -590,6 +605,12 @@ class SQLStore(Store):
 
     def get_config(self, version: int | None = None) -> ConfigRecord | None:
         return state.get_config(self, version)
+
+    def append_monitor_point(self, point: MonitorPoint) -> None:
+        state.append_monitor_point(self, point)
+
+    def monitor_history(self, max_points: int = 500) -> list[MonitorPoint]:
+        return state.monitor_history(self, max_points)
 
 
 def _policy(r: Sequence[Any]) -> PolicyVersion:

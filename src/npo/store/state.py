@@ -10,6 +10,8 @@
   of ``ON CONFLICT DO UPDATE``), so two processes can never both hold a lease. ``fence``
   grows at every change of holder.
 - **Configuration**: append-only versions of a JSON-able mapping, each audited.
+- **Monitor history**: append-only points of the loss monitor (one per loop checkpoint that
+  changed it), read back evenly thinned for plotting.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from npo.domain.rules import from_us, now_us
+from npo.domain.rules import from_us, now_us, to_us
 from npo.errors import ItemError, LeaseLost, StateConflict, ValidationFailed
 from npo.store.audit import normalise_payload
-from npo.store.base import ConfigRecord, Lease, StateValue
+from npo.store.base import ConfigRecord, Lease, MonitorPoint, StateValue
 
 
 def _key(name: str, field: str) -> str:
@@ -200,3 +202,103 @@ def get_config(store: Any, version: int | None) -> ConfigRecord | None:
     if row is None:
         return None
     return ConfigRecord(int(row[0]), json.loads(row[1]), from_us(int(row[2])))
+
+
+# -- monitor history -------------------------------------------------------------------------
+_POINT_COLS = (
+    "seq, at, n_labelled, estimate, lower, upper, lam, lam_crit, state, policy_version, changed"
+)
+
+
+def _opt(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def append_monitor_point(store: Any, point: MonitorPoint) -> None:
+    if not isinstance(point, MonitorPoint):
+        raise ValidationFailed(
+            [ItemError(0, "point", f"must be a MonitorPoint, got {type(point).__name__}")],
+            "monitor history",
+        )
+    try:
+        at = to_us(point.at)
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed(
+            [ItemError(0, "at", f"must be an ISO-8601 time, got {point.at!r} ({exc})")],
+            "monitor history",
+        ) from None
+    with store.transaction():
+        last = store._x(
+            "SELECT seq, state FROM monitor_points ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if last is not None and int(point.seq) <= int(last[0]):
+            raise ValidationFailed(
+                [
+                    ItemError(
+                        0, "seq", f"must be larger than the last stored {last[0]}, got {point.seq}"
+                    )
+                ],
+                "monitor history",
+            )
+        changed = last is None or last[1] != point.state
+        store._x(
+            f"INSERT INTO monitor_points ({_POINT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(point.seq),
+                at,
+                int(point.n_labelled),
+                _opt(point.estimate),
+                _opt(point.lower),
+                _opt(point.upper),
+                float(point.lam),
+                float(point.lam_crit),
+                str(point.state),
+                point.policy_version,
+                int(changed),
+            ),
+        )
+
+
+def monitor_history(store: Any, max_points: int) -> list[MonitorPoint]:
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+        raise ValidationFailed(
+            [ItemError(0, "max_points", f"must be a whole number >= 1, got {max_points!r}")],
+            "monitor history",
+        )
+    with store._read():
+        n, n_changed = store._x(
+            "SELECT COUNT(*), COALESCE(SUM(changed), 0) FROM monitor_points"
+        ).fetchone()
+        n, n_changed = int(n), int(n_changed)
+        select = f"SELECT {_POINT_COLS} FROM monitor_points"
+        if n <= max_points:
+            rows = store._x(f"{select} ORDER BY seq").fetchall()
+        elif n_changed >= max_points:  # only the changes fit: the newest of them
+            rows = store._x(
+                f"{select} WHERE changed = 1 ORDER BY seq DESC LIMIT {int(max_points)}"
+            ).fetchall()[::-1]
+        else:
+            # every stride-th point (counted in seq order), the changes and the newest
+            budget = max(max_points - n_changed - 1, 1)
+            stride = -(-n // budget)
+            rows = store._x(
+                f"SELECT {_POINT_COLS} FROM (SELECT {_POINT_COLS}, "
+                "ROW_NUMBER() OVER (ORDER BY seq) - 1 AS rn FROM monitor_points) AS t "
+                f"WHERE changed = 1 OR rn = {n - 1} OR rn - (rn / {stride}) * {stride} = 0 "
+                "ORDER BY seq"
+            ).fetchall()
+    return [
+        MonitorPoint(
+            seq=int(r[0]),
+            at=from_us(int(r[1])).isoformat(),
+            n_labelled=int(r[2]),
+            estimate=r[3],
+            lower=r[4],
+            upper=r[5],
+            lam=float(r[6]),
+            lam_crit=float(r[7]),
+            state=r[8],
+            policy_version=r[9],
+        )
+        for r in rows
+    ]
