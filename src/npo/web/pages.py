@@ -85,10 +85,10 @@ async def posted(request: Request, permission: str) -> tuple[Viewer, dict[str, s
 
 
 def page(
-    request: Request, name: str, v: Viewer | None, status: int = 200, **ctx: Any
+    request: Request, name: str, v: Viewer | None, code: int = 200, **ctx: Any
 ) -> HTMLResponse:
     return templates.TemplateResponse(
-        request, name, {"viewer": v, "poll_s": POLL_S, **ctx}, status_code=status
+        request, name, {"viewer": v, "poll_s": POLL_S, **ctx}, status_code=code
     )
 
 
@@ -100,7 +100,8 @@ async def page_error(request: Request, exc: Exception) -> Response:
             return JSONResponse({"detail": exc.message}, status_code=401)
         nxt = quote(request.url.path)
         return RedirectResponse(f"/ui/login?next={nxt}", status_code=303)
-    return page(request, "error.html", None, exc.status, status=exc.status, message=exc.message)
+    v = await viewer(request) if exc.status == 403 else None
+    return page(request, "error.html", v, exc.status, status=exc.status, message=exc.message)
 
 
 def npo_error(request: Request, exc: NPOError, v: Viewer, back: str) -> HTMLResponse:

@@ -47,10 +47,7 @@ class MonitorPointOut(BaseModel):
 def history(store: Any, max_points: int = 500) -> list[dict[str, Any]]:
     """The band over time as the store holds it (``Store.monitor_history``: at most
     ``max_points`` points spread over the whole history, oldest first)."""
-    read = getattr(store, "monitor_history", None)
-    if read is None:  # a store written before the durable loop
-        return []
-    return [json_safe(dataclasses.asdict(p)) for p in read(max_points=max_points)]
+    return [json_safe(dataclasses.asdict(p)) for p in store.monitor_history(max_points)]
 
 
 @router.get("/v1/monitor/history", response_model=list[MonitorPointOut])
