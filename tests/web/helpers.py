@@ -12,9 +12,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "service"))
 
-from server import Server, client, prepare, scenarios  # noqa: E402
+from server import Server, client, prepare, scenarios
 
-from npo.store import open_store  # noqa: E402
+from npo.store import open_store
 
 ACTIONS = ("reboot", "reimage", "repair")
 KIND_NAMES = ("like", "override", "abstain")
@@ -48,16 +48,15 @@ def answer_all(api: httpx.Client, decisions: list[dict[str, Any]], tag: str) -> 
     the loss rises above λ and the monitor triggers), some likes, a few abstentions."""
     items = []
     for i, d in enumerate(x for x in decisions if x["review"]):
-        reviewer = f"seed-{'ab'[i % 2]}"
+        item = {"id": f"{tag}-{i}", "decision_id": d["decision_id"],
+                "reviewer_id": f"seed-{'ab'[i % 2]}"}  # fmt: skip
         if i % 7 == 6:
-            items.append({"id": f"{tag}-{i}", "decision_id": d["decision_id"],
-                          "reviewer_id": reviewer, "kind": "abstain"})  # fmt: skip
+            item["kind"] = "abstain"
         elif d["action"] != "DEFER" and (i % 4 == 3 or d["action"] == "repair"):
-            items.append({"id": f"{tag}-{i}", "decision_id": d["decision_id"],
-                          "reviewer_id": reviewer, "kind": "like"})  # fmt: skip
+            item["kind"] = "like"
         else:
-            items.append({"id": f"{tag}-{i}", "decision_id": d["decision_id"],
-                          "reviewer_id": reviewer, "kind": "override", "action": "repair"})  # fmt: skip
+            item.update(kind="override", action="repair")
+        items.append(item)
     if items:
         r = api.post("/v1/feedback", json={"feedback": items})
         assert r.status_code == 200, r.text

@@ -179,8 +179,9 @@ def test_overview_updates_after_new_feedback_without_reload(
     assert n_new > 0
     t0 = time.monotonic()
     WebDriverWait(browser, WAIT).until(
-        lambda d: int(d.find_element(By.ID, "numbers").get_attribute("data-n-feedback"))
-        == n0 + n_new
+        lambda d: (
+            int(d.find_element(By.ID, "numbers").get_attribute("data-n-feedback")) == n0 + n_new
+        )
     )
     assert time.monotonic() - t0 < WAIT
     assert browser.execute_script("return window.npoLoadedAt;") == loaded  # no reload
