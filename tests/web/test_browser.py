@@ -136,7 +136,7 @@ def test_no_admin_controls_and_forged_admin_posts_get_403(
     browser: Any, site: Site, screenshots: Path, role: str
 ) -> None:
     with site.api("operator") as api:
-        serving = api.get("/v1/monitor").json()["serving"]["policy"]
+        before = api.get("/v1/policies").json()
     sign_in(browser, site, role)
     csrf = browser.find_element(By.CSS_SELECTOR, "form.who input[name=csrf]")
     token = csrf.get_attribute("value")
@@ -158,7 +158,8 @@ def test_no_admin_controls_and_forged_admin_posts_get_403(
     ]:
         assert _post(browser, path, body) == 403, (path, body)
     with site.api("operator") as api:
-        assert api.get("/v1/monitor").json()["serving"]["policy"] == serving
+        assert api.get("/v1/policies").json() == before
+        assert not api.get("/v1/audit", params={"kind": "admin.action"}).json()
 
 
 def test_overview_updates_after_new_feedback_without_reload(
