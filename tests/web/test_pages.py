@@ -254,3 +254,23 @@ def test_pages_are_not_in_the_openapi_schema(site: Site) -> None:
     paths = site.c.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith("/ui") or p == "/"]
     assert "/v1/monitor/history" in paths
+
+
+def test_tables_sort_by_any_column(site: Site) -> None:
+    op = sign_in(site, "operator")
+    for desc in ("true", "false"):
+        html = op.get("/ui/segments", params={"sort": "key", "desc": desc}).text
+        keys = re.findall(r'<tr data-key="([^"]+)"', html)
+        assert keys and keys == sorted(keys, reverse=desc == "true")
+    html = op.get("/ui/reviewers", params={"sort": "n", "desc": "true"}).text
+    assert 'data-col="n"' in html
+
+
+def test_audit_filters_by_kind_and_shows_verification(site: Site) -> None:
+    op = sign_in(site, "operator")
+    html = op.get("/ui/audit", params={"kind": "promotion"}).text
+    kinds = set(re.findall(r'<li data-kind="([^"]+)"', html))
+    assert kinds and kinds <= {"policy.activated", "policy.forced_promotion"}
+    assert 'data-ok="true"' in html
+    r = op.get("/ui/audit", params={"kind": "no-such-kind"})
+    assert r.status_code == 422 and "unknown kind" in r.text

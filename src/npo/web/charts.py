@@ -9,7 +9,7 @@ attributes, so what is drawn can be read back from the page.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,6 @@ class Chart:
     x_ticks: list[dict[str, Any]]
     clipped: bool
     empty: bool
-    notes: list[str] = field(default_factory=list)
 
 
 def _ts(v: Any) -> float:
