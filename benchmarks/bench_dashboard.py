@@ -26,22 +26,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-CONFIG = """\
-actions = ["reboot", "reimage", "repair"]
-lambda = 0.15
-lambda_crit = 0.30
-p_min = 0.05
-deferral_budget = 0.3
-"""
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_http import CONFIG, Proc, _free_port, _wait  # as in the HTTP benchmark
+
 REPEAT = 30
 
 BARE_APP = """\
@@ -70,44 +64,6 @@ async def page() -> HTMLResponse:
 async def poll() -> Response:
     return Response(POLL, media_type="application/json")
 """
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, timeout: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2.0).status_code < 500:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server at {url} did not start")
-
-
-class Proc:
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None):
-        self.p = subprocess.Popen(
-            args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait(10)
 
 
 def build(db: str, folder: Path, n: int, batch: int = 10_000) -> dict[str, Any]:
@@ -237,7 +193,7 @@ def run(quick: bool) -> dict[str, Any]:
         bare = None
         try:
             url, burl = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bport}"
-            _wait(url + "/healthz")
+            _wait(url)
             rows = []
             with httpx.Client(base_url=url, timeout=120) as c:
                 _sign_in(c, built["token"])
@@ -249,7 +205,7 @@ def run(quick: bool) -> dict[str, Any]:
             bare = Proc([sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(tmp),
                          "--port", str(bport), "--loop", "uvloop", "--http", "httptools",
                          "--no-access-log", "--log-level", "warning"], tmp)  # fmt: skip
-            _wait(burl + "/page")
+            _wait(burl)
             with httpx.Client(base_url=burl, timeout=120) as b:
                 bpage_ms, bpage_size = _times(b, "/page")
                 bpoll_ms, bpoll_size = _times(b, "/poll")

@@ -244,41 +244,28 @@ async def policies(request: Request) -> Response:
     return page(request, "policies.html", v, rows=rows, done=request.query_params.get("done"))
 
 
-@router.post("/ui/policies/{version}/promote")
-async def promote(request: Request, version: str) -> Response:
+async def _change(request: Request, fn: Any, version: str | None, what: str) -> Response:
+    """Promote / roll back through the lifecycle functions the API routes call (admins
+    only, CSRF checked); the lifecycle's refusal is shown with its status."""
     v, fields = await posted(request, "admin")
     st = _state(request)
+    version = version if version is not None else fields.get("version", "")
+    reason = fields.get("reason") or f"{what} from the dashboard"
     try:
-        await st.run(
-            gw.promote,
-            st.store,
-            version,
-            force=False,
-            reason=fields.get("reason") or "promoted from the dashboard",
-            actor=v.name,
-        )
+        await st.run(fn, st.store, version, force=False, reason=reason, actor=v.name)
     except NPOError as exc:
         return npo_error(request, exc, v, "/ui/policies")
-    return RedirectResponse(f"/ui/policies?done=promoted+{quote(version)}", status_code=303)
+    return RedirectResponse(f"/ui/policies?done={quote(what)}+{quote(version)}", status_code=303)
+
+
+@router.post("/ui/policies/{version}/promote")
+async def promote(request: Request, version: str) -> Response:
+    return await _change(request, gw.promote, version, "promoted")
 
 
 @router.post("/ui/rollback")
 async def rollback(request: Request) -> Response:
-    v, fields = await posted(request, "admin")
-    st = _state(request)
-    version = fields.get("version", "")
-    try:
-        await st.run(
-            gw.rollback,
-            st.store,
-            version,
-            force=False,
-            reason=fields.get("reason") or "rolled back from the dashboard",
-            actor=v.name,
-        )
-    except NPOError as exc:
-        return npo_error(request, exc, v, "/ui/policies")
-    return RedirectResponse(f"/ui/policies?done=rolled+back+to+{quote(version)}", status_code=303)
+    return await _change(request, gw.rollback, None, "rolled back to")
 
 
 # ------------------------------------------------------------------------- audit

@@ -10,6 +10,7 @@ under the store's lock (``state.run``); each returns plain JSON-able data.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from collections.abc import Mapping
@@ -128,7 +129,7 @@ def overview(state: Any, max_points: int = 500) -> dict[str, Any]:
         "deferred": n_def,
         "deferral_rate": (n_def / n_dec) if n_dec else None,
         "n_feedback": al["n_feedback"],
-        "series": history(store, max_points),
+        "series": [gw.json_safe(dataclasses.asdict(p)) for p in history(store, max_points)],
         "markers": markers(store),
     }
 
