@@ -445,8 +445,9 @@ def run(quick: bool) -> dict[str, Any]:
         "access log); the bare endpoint validates the same request body with the same "
         "pydantic model and answers. npo serve authenticates the bearer token, decides with "
         "the loop (store writes committed before the answer) and puts reviewed decisions "
-        "in the review queue; concurrent /v1/decide requests are decided together. RSS "
-        "with today's loop (issue 10 not merged) keeps every decision id in memory.",
+        "in the review queue; concurrent /v1/decide requests are decided together. The "
+        "loop is the durable one (issue 10): each call is a unit of work over its "
+        "checkpoint in the store; a process keeps only bounded caches.",
     }
 
 

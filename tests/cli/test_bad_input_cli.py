@@ -358,7 +358,8 @@ CASES = [
         "audit-after-a-rollback-reason-that-is-markup",
         lambda tmp: ["audit", "--kind", "promotion"],
         0,
-        ("policy v2 serves (was v1): x [/] y [bold]z — rollback from v1",),
+        # forced: v2 never served (the forcing is shown)
+        ("policy v2 serves (was v1): x [/] y [bold]z — FORCED", "— rollback from v1"),
         prepare=("rollback", "v2", "--force", "--reason", "x [/] y [bold]z"),
     ),
 ]

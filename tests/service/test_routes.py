@@ -91,7 +91,7 @@ def test_decide_is_idempotent_and_conflicts_are_409(live) -> None:  # type: igno
     r = op.post("/v1/decide", json=changed)
     assert r.status_code == 409
     (item,) = r.json()["errors"]
-    assert item["field"] == "features" and item["id"] == out[3]["decision_id"]
+    assert item["field"] == "features" and item["id"] == body["scenarios"][3]["id"]  # the scenario
     # bad input: every bad item named, nothing stored
     with open_store(live.db) as store:
         before = store.counts()
@@ -230,6 +230,16 @@ def test_alignment_and_monitor(live) -> None:  # type: ignore[no-untyped-def]
     assert m["monitor"]["tolerance"] == 0.15 and m["monitor"]["critical"] == 0.30
     assert m["serving"] == {"policy": "v1", "thresholds": "default"}
     assert m["counts"]["decisions"] > 0
+    assert m["counts"]["loop.decisions"] == m["counts"]["decisions"]  # the store's monitor
+    assert "history" not in m or m["history"] is None
+    h = op.get("/v1/monitor", params={"history": "true", "max_points": 5}).json()
+    assert h["monitor"] == m["monitor"] or h["counts"] != m["counts"]
+    pts = h["history"]
+    assert 1 <= len(pts) <= 5 and [p["seq"] for p in pts] == sorted(p["seq"] for p in pts)
+    last = pts[-1]
+    assert (last["lam"], last["lam_crit"], last["policy_version"]) == (0.15, 0.30, "v1")
+    assert last["n_labelled"] == h["counts"]["loop.labelled"]  # labelled decisions so far
+    assert op.get("/v1/monitor", params={"max_points": 1}).status_code == 422
 
 
 def _skops_model() -> str:

@@ -47,7 +47,7 @@ def test_overview_chart_equals_api_series(browser: Any, site: Site, screenshots:
     sign_in(browser, site, "admin")
     assert browser.current_url.endswith("/ui/")
     with site.api("operator") as api:
-        series = api.get("/v1/monitor/history").json()
+        series = api.get("/v1/monitor", params={"history": "true"}).json()["history"]
         mon = api.get("/v1/monitor").json()
         triggers = api.get("/v1/audit", params={"kind": "loop.trigger"}).json()
     browser.get(site.url + "/ui/")
@@ -188,7 +188,7 @@ def test_overview_updates_after_new_feedback_without_reload(
     assert browser.execute_script("return window.npoLoadedAt;") == loaded  # no reload
     assert len(chart_points(browser)) > p0
     with site.api("operator") as api:
-        series = api.get("/v1/monitor/history").json()
+        series = api.get("/v1/monitor", params={"history": "true"}).json()["history"]
     assert [p["seq"] for p in chart_points(browser)] == [str(s["seq"]) for s in series]
     browser.save_screenshot(str(screenshots / "overview-updated.png"))
 

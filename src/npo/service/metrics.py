@@ -3,7 +3,8 @@
 ``npo serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` (a fresh folder) before any worker
 imports ``prometheus_client``: every worker then writes its samples to memory-mapped files
 there and ``/metrics`` adds them up (counters and histograms summed over workers; the
-monitor's gauges report the most recent value any worker wrote). Without the variable (a
+monitor's gauges report the most recent value any worker wrote, refreshed from the
+store's loop status when ``/metrics`` is read). Without the variable (a
 single process, e.g. in tests) the default registry is used.
 
 Metrics: ``npo_http_requests_total{method,route,status}``,

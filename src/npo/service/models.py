@@ -192,6 +192,21 @@ class AlignmentResponse(BaseModel):
     groups: list[LossOut]
 
 
+class MonitorPointOut(BaseModel):
+    """One point of the loss monitor's history (written with the loop's checkpoint)."""
+
+    seq: int = Field(description="version of the loop checkpoint written with it")
+    at: str = Field(description="when it was written (ISO-8601, UTC)")
+    n_labelled: int = Field(description="decisions labelled so far (all rules)")
+    estimate: float | None = Field(description="estimated alignment loss of the serving rule")
+    lower: float | None = Field(description="lower end of the monitor's confidence band")
+    upper: float | None = Field(description="upper end of the monitor's confidence band")
+    lam: float = Field(description="tolerance λ")
+    lam_crit: float = Field(description="critical level λ_crit")
+    state: str = Field(description="ok, retrain or override")
+    policy_version: str | None
+
+
 class MonitorResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -204,6 +219,9 @@ class MonitorResponse(BaseModel):
     counts: dict[str, int]
     open_triggers: dict[str, str]
     recent_events: list[dict[str, Any]]
+    history: list[MonitorPointOut] | None = Field(
+        default=None, description="with history=true: the band over time, oldest first"
+    )
 
 
 # -- policies, thresholds, rollback ----------------------------------------------------------

@@ -231,8 +231,8 @@ TABLES = (
     STAT_AGREE,
     STAT_FLEISS,
     *ALL_TIME.values(),
-    *SERVICE_TABLES,
     MONITOR_POINTS,
+    *SERVICE_TABLES,
 )
 #: tables added after schema version 2 shipped: created when a store without them is
 #: opened for writing (additive, so the schema version stays)

@@ -1,6 +1,6 @@
 """What each page shows, read through the functions the API routes call (no statistics
-here): ``/v1/monitor`` (:func:`npo.service.loop_gateway.status_dict`), ``/v1/monitor/
-history``, ``/v1/alignment`` (:func:`npo.service.routes.alignment.alignment`),
+here): ``/v1/monitor`` (:func:`npo.service.loop_gateway.status_dict`; with ``history=true``:
+``Store.monitor_history``), ``/v1/alignment`` (:func:`npo.service.routes.alignment.alignment`),
 ``/v1/policies`` (:func:`~npo.service.routes.policies.policy_out`), ``/v1/audit`` with
 :mod:`npo.report.audit`'s sentences, ``/v1/review-queue`` and ``/v1/feedback``.
 
@@ -10,7 +10,6 @@ under the store's lock (``state.run``); each returns plain JSON-able data.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import uuid
 from collections.abc import Mapping
@@ -19,7 +18,6 @@ from typing import Any
 from npo.report import audit as audit_words
 from npo.service import loop_gateway as gw
 from npo.service.routes.alignment import alignment
-from npo.service.routes.monitor import history
 from npo.service.routes.policies import policy_out
 from npo.store import queue
 
@@ -129,7 +127,7 @@ def overview(state: Any, max_points: int = 500) -> dict[str, Any]:
         "deferred": n_def,
         "deferral_rate": (n_def / n_dec) if n_dec else None,
         "n_feedback": al["n_feedback"],
-        "series": [gw.json_safe(dataclasses.asdict(p)) for p in history(store, max_points)],
+        "series": gw.json_safe([p.to_dict() for p in store.monitor_history(max_points)]),
         "markers": markers(store),
     }
 
