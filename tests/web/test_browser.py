@@ -44,6 +44,10 @@ def _same(attr: str, value: Any) -> bool:
 
 
 def test_overview_chart_equals_api_series(browser: Any, site: Site, screenshots: Path) -> None:
+    browser.delete_all_cookies()
+    browser.get(site.url + "/ui/")  # signed out: the sign-in page
+    assert "/ui/login" in browser.current_url
+    browser.save_screenshot(str(screenshots / "login.png"))
     sign_in(browser, site, "admin")
     assert browser.current_url.endswith("/ui/")
     with site.api("operator") as api:
