@@ -112,6 +112,12 @@ def test_status_is_one_screen_pinned_at_80_columns(db: str) -> None:
     with open_store(db) as store:  # a loop configuration, as npo serve --config stores it
         store.put_config({"actions": ["reboot", "reimage", "repair"], "lambda": 0.15,
                           "lambda_crit": 0.3})  # fmt: skip
+    before = npo("status", "--db", db)
+    assert before.code == 0 and "not started: the loop has not run" in before.out
+    with open_store(db) as store:  # the loop runs once (npo serve), writing its checkpoint
+        from npo.loop import AlignmentLoop
+
+        AlignmentLoop.open(store).close()
     r = npo("status", "--db", db)
     assert r.code == 0 and r.exception is None, r.text
     text = "\n".join(line.rstrip() for line in r.text.replace(db, "<db>").splitlines()) + "\n"
