@@ -32,7 +32,11 @@ class Load:
         self.errors: list[str] = []
 
     def _post(self, path: str, body: dict[str, Any], stop: threading.Event | None) -> Any:
+        give_up = time.monotonic() + 120  # a server that stops answering fails the test
         while True:
+            if time.monotonic() > give_up:
+                self.errors.append(f"no answer to {path} within 120 s")
+                return None
             try:
                 with client(self.server, self.token) as c:
                     r = c.post(path, json=body)

@@ -182,7 +182,9 @@ class ServiceLoop:
         self.config = config
         self.worker = worker
         self._tally = _FeedbackTally(store)
-        self._lock = threading.RLock()
+        # the store's own lock, taken first by every call: the loop's internal lock is then
+        # only ever taken inside it (one lock order, whichever thread calls)
+        self._lock = getattr(store, "_lock", None) or threading.RLock()
         self._args: dict[str, Any] = {
             "policy": policy,
             "thresholds": thresholds,
@@ -232,25 +234,27 @@ class ServiceLoop:
         """``AlignmentLoop.decide``: idempotent by decision id (an identical re-send gets
         the stored decisions; another scenario, segment or features for a stored id is a
         :class:`ConflictError`)."""
-        loop = self._ensure(required=True)
-        assert loop is not None
-        return loop.decide(
-            X,
-            scenario_ids=scenario_ids,
-            segments=segments,
-            decision_ids=decision_ids,
-            timestamps=timestamps,
-            review_capacity=review_capacity,
-        )
+        with self._lock:
+            loop = self._ensure(required=True)
+            assert loop is not None
+            return loop.decide(
+                X,
+                scenario_ids=scenario_ids,
+                segments=segments,
+                decision_ids=decision_ids,
+                timestamps=timestamps,
+                review_capacity=review_capacity,
+            )
 
     # -- decisions made elsewhere ----------------------------------------------------------
     def record_decisions(self, decisions: Sequence[Decision | Mapping[str, Any]]) -> IngestReport:
         """Store decisions made by the user's own system; the loop monitors them like its
         own."""
-        loop = self._ensure(required=False)
-        if loop is None:
-            return self.store.ingest_decisions(list(decisions))
-        return loop.record_decisions(list(decisions))
+        with self._lock:
+            loop = self._ensure(required=False)
+            if loop is None:
+                return self.store.ingest_decisions(list(decisions))
+            return loop.record_decisions(list(decisions))
 
     # -- feedback ------------------------------------------------------------------------
     def receive(self, feedback: Sequence[Feedback | Mapping[str, Any]]) -> list[LoopEvent]:
@@ -265,20 +269,25 @@ class ServiceLoop:
         items = list(feedback)
         if not items:
             return [], []
-        loop = self._ensure(required=False)
-        if loop is None:
-            with self.store.transaction():
-                self.store.lock(CHECKPOINT_KEY)
-                self._tally.ingest_feedback(items)
-            return self._tally.take_new(), []
-        self._tally.take_new()
-        events = loop.receive(items)
-        return self._tally.take_new(), list(events)
+        with self._lock:
+            loop = self._ensure(required=False)
+            if loop is None:
+                with self.store.transaction():
+                    self.store.lock(CHECKPOINT_KEY)
+                    self._tally.ingest_feedback(items)
+                return self._tally.take_new(), []
+            self._tally.take_new()
+            events = loop.receive(items)
+            return self._tally.take_new(), list(events)
 
     # -- reading -----------------------------------------------------------------------
     def status(self, *, counts: bool = True) -> dict[str, Any]:
         """The loop's status fresh from the store (another worker's calls included), as
         the service shows it; ``counts=False`` skips the store's row counts."""
+        with self._lock:
+            return self._status(counts)
+
+    def _status(self, counts: bool) -> dict[str, Any]:
         loop = self._ensure(required=False)
         cfg = self.config
         if loop is None:  # no policy serves yet
