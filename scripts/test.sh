@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install NPO with its test extras into .venv and run the test-suite.
-# PostgreSQL server binaries are installed from Debian packages when missing (needs
-# root and apt-get); the tests themselves start a throw-away server on a free port.
+# PostgreSQL server binaries and chromium + chromium-driver (browser tests of the
+# dashboard) are installed from Debian packages when missing (needs root and apt-get);
+# the tests themselves start a throw-away server on a free port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -13,4 +14,5 @@ fi
 python -m pip install -q --disable-pip-version-check --upgrade pip
 python -m pip install -q --disable-pip-version-check -e ".[dev]"
 bash scripts/ensure-postgres.sh
+bash scripts/ensure-chromium.sh
 python -m pytest "$@"

@@ -30,9 +30,22 @@ def register(app: typer.Typer) -> None:
         scenarios_per_step: Annotated[
             int, typer.Option("--per-step", min=1, help="Incidents per step.")
         ] = 100,
+        serve: Annotated[
+            bool,
+            typer.Option(
+                "--serve",
+                help="Then serve the demo's store: the dashboard and the API on --port, with "
+                "an admin and a reviewer token printed.",
+            ),
+        ] = False,
+        host: Annotated[str, typer.Option(help="Address to serve on (--serve).")] = "127.0.0.1",
+        port: Annotated[
+            int, typer.Option(envvar="NPO_PORT", help="Port to serve on (--serve).")
+        ] = 8000,
         as_json: JsonOption = False,
     ) -> None:
-        """Run the NPO loop end to end on a simulated incident stream and write a report."""
+        """Run the NPO loop end to end on a simulated incident stream and write a report
+        (--serve: then open its store in the dashboard)."""
         from npo.report import write_run_report
         from npo.simulation.driver import run_simulation
 
@@ -54,6 +67,7 @@ def register(app: typer.Typer) -> None:
                 extra={"store": str(db)},
             )
         summary = run.summary()
+        tokens = _prepare_service(db) if serve else None
         if as_json:
             emit_json(
                 {
@@ -62,10 +76,13 @@ def register(app: typer.Typer) -> None:
                     "store": str(db),
                     "files": {k: str(v) for k, v in paths.items()},
                     "summary": summary,
+                    **({"url": f"http://{host}:{port}/ui/", "tokens": tokens} if tokens else {}),
                 }
             )
-            return
-        _print_summary(summary, run, out, db)
+        else:
+            _print_summary(summary, run, out, db)
+        if tokens:
+            _serve(db, host, port, tokens, quiet=as_json)
 
 
 def demo_config() -> object:
@@ -108,6 +125,46 @@ def _run(run_simulation, db: Path, seed: int, steps: int, per_step: int, quiet: 
             scenarios_per_step=per_step,
             progress=lambda done, total: bar.update(task, completed=done),
         )
+
+
+def _prepare_service(db: Path) -> dict[str, str]:
+    """Make the demo's store ready to serve: an admin and a reviewer token, and the
+    decisions the loop sent for review that are still unanswered in the review queue."""
+    import numpy as np
+
+    from npo.store import open_store, queue
+    from npo.store.tokens import create_token
+
+    with open_store(str(db)) as store:
+        tokens = {
+            role: create_token(store, f"demo-{role}", role, actor="npo demo --serve")[0]
+            for role in ("admin", "reviewer")
+        }
+        dec = store.scan("decisions", ["seq", "id", "review"], as_numpy=True)
+        answered = store.scan("feedback", ["decision_seq"], as_numpy=True)["decision_seq"]
+        waiting = dec["review"].astype(bool) & ~np.isin(dec["seq"], answered)
+        queue.enqueue(store, [str(d) for d in dec["id"][waiting][-1000:]], agreement=0.1)
+    return tokens
+
+
+def _serve(db: Path, host: str, port: int, tokens: dict[str, str], quiet: bool) -> None:
+    from rich.text import Text
+
+    from npo.service.server import serve
+    from npo.service.settings import Settings
+
+    if not quiet:
+        console.print(
+            Text.assemble(
+                ("dashboard: ", "bold"), (f"http://{host}:{port}/ui/", "bold green"),
+                "  (Ctrl-C stops it)\n",
+                ("admin token:    ", "bold"), tokens["admin"], "\n",
+                ("reviewer token: ", "bold"), tokens["reviewer"], "\n",
+                "sign in with one of them; the API takes them as bearer tokens "
+                f"(http://{host}:{port}/docs)",
+            )
+        )  # fmt: skip
+    serve(Settings(db=str(db)), host=host, port=port)
 
 
 def _f(v: object) -> str:

@@ -119,6 +119,9 @@ def create_app(settings: Settings | None = None, *, state: Any = None) -> FastAP
     errors.install(app)
     for r in ROUTERS:
         app.include_router(r)
+    from npo.web import install as install_dashboard
+
+    install_dashboard(app)  # the pages under /ui (not in the OpenAPI schema)
     limit = settings.max_body_bytes if settings is not None else state.settings.max_body_bytes
     app.add_middleware(PayloadLimit, limit=limit)
     app.add_middleware(RequestMetrics)
