@@ -186,11 +186,18 @@ class DaskEngine(Engine):
         from npo.errors import require
 
         distributed = require("dask.distributed", "dask", "running NPO's engine on Dask")
+        require("dask.dataframe", "dask", "running NPO's engine on Dask")
         self._owned = client is None
-        if client is None:
-            client = (
-                distributed.Client(scheduler) if scheduler else start_cluster(n_workers=n_workers)
-            )
+        if client is None and scheduler:
+            try:
+                client = distributed.Client(scheduler)
+            except (OSError, TimeoutError) as e:
+                from npo.errors import ItemError, ValidationFailed
+
+                why = f"cannot reach a Dask scheduler at {scheduler!r}: {e}"
+                raise ValidationFailed([ItemError(0, "--scheduler", why)], what="command") from None
+        elif client is None:
+            client = start_cluster(n_workers=n_workers)
         self.client = client
         self.runner = DaskRunner(client)
         self.rows_per_partition = rows_per_partition

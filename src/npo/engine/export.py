@@ -210,8 +210,10 @@ def partition_keys(kind: str, batch: Any) -> tuple[np.ndarray, np.ndarray | None
 # writing
 # --------------------------------------------------------------------------------------
 class _Part:
-    """One open file of one partition, with a buffer of batches (row groups of about
-    ``group_rows`` rows)."""
+    """One open file of one partition, with a buffer of batches written as row groups of
+    about ``group_rows`` rows. Feedback row groups end where a decision's reviews end (the
+    buffer keeps the last decision's rows until the next write or the close), so neither
+    a file nor a row group splits a decision."""
 
     def __init__(self, path: Path, kind: str, group_rows: int) -> None:
         import pyarrow.parquet as pq
@@ -222,23 +224,41 @@ class _Part:
         self.buffered = 0
         self.rows = 0
         self.group_rows = group_rows
+        self.by_decision = kind == "feedback"
         self.last_decision: str | None = None
 
     def write(self, batch: Any) -> None:
         self.buffer.append(batch)
         self.buffered += batch.num_rows
         self.rows += batch.num_rows
-        if "decision_id" in batch.schema.names:
+        if self.by_decision:
             self.last_decision = batch.column("decision_id")[-1].as_py()
         if self.buffered >= self.group_rows:
-            self.flush()
+            self.flush(final=False)
 
-    def flush(self) -> None:
+    def flush(self, final: bool = True) -> None:
         import pyarrow as pa
 
-        if self.buffer:
-            self.writer.write_table(pa.Table.from_batches(self.buffer))
+        if not self.buffer:
+            return
+        table = pa.Table.from_batches(self.buffer)
+        n = table.num_rows
+        if not self.by_decision:
+            self.writer.write_table(table, row_group_size=self.group_rows)
             self.buffer, self.buffered = [], 0
+            return
+        ids = table.column("decision_id").to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(ids[1:] != ids[:-1]) + 1  # where a new decision begins
+        end_all = n if final else (int(starts[-1]) if starts.size else 0)
+        start = 0
+        while start < end_all:
+            i = np.searchsorted(starts, start + self.group_rows)
+            end = min(int(starts[i]) if i < starts.size else n, end_all)
+            self.writer.write_table(table.slice(start, end - start), row_group_size=end - start)
+            start = end
+        rest = table.slice(end_all)
+        self.buffer = rest.to_batches() if rest.num_rows else []
+        self.buffered = rest.num_rows
 
     def close(self) -> None:
         self.flush()
