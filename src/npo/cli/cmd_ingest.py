@@ -160,8 +160,9 @@ def register(app: typer.Typer) -> None:
             store.close()
         if as_json:
             docs = [s.to_dict() for s in summaries]
-            emit_json(docs[0] if len(docs) == 1 else {"ok": all(d["ok"] for d in docs),
-                                                      "sources": docs})  # fmt: skip
+            emit_json(
+                docs[0] if len(docs) == 1 else {"ok": all(d["ok"] for d in docs), "sources": docs}
+            )
         else:
             for summary in summaries:
                 _human(summary)

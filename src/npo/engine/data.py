@@ -390,9 +390,12 @@ def concat(parts: list[Events]) -> Events:
         d = max(p.features.shape[1] for p in parts)  # type: ignore[union-attr]
         out["features"] = np.concatenate(
             [
-                np.pad(p.features, ((0, 0), (0, d - p.features.shape[1])),  # type: ignore[union-attr]
-                       constant_values=np.nan)
+                np.pad(
+                    p.features,
+                    ((0, 0), (0, d - p.features.shape[1])),  # type: ignore[union-attr]
+                    constant_values=np.nan,
+                )
                 for p in parts
             ]
-        )  # fmt: skip
+        )
     return Events(**out)

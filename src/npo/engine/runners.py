@@ -126,8 +126,12 @@ class DaskRunner:
         parts = data.partitions()
         if not parts:
             return []
+        import pandas as pd
+        import pyarrow.parquet as pq
+
         columns = list(dict.fromkeys([*file_columns(optional)]))
-        meta = _frame(parts[0], data, columns).iloc[:0]
+        schema = pq.read_schema(parts[0].path)  # the frame's columns, without reading rows
+        meta = schema.empty_table().select(columns).to_pandas(types_mapper=pd.ArrowDtype)
         # keep Arrow's dictionary-encoded names as they are (no conversion to strings)
         with dask.config.set({"dataframe.convert-string": False}):
             frame = dd.from_map(_frame, parts, data=data, columns=columns, meta=meta)

@@ -125,15 +125,15 @@ class Hist:
         cls, m: np.ndarray, w: np.ndarray, gain: np.ndarray, base: float, bins: tuple
     ):
         b = bin_of(m, *bins)
-        bins, inv = np.unique(b, return_inverse=True)
-        nb = bins.size
+        n_bins = int(bins[2])
+        occupied = np.flatnonzero(np.bincount(b, minlength=n_bins))  # O(n): no sort
         values = (np.ones_like(w), w, gain, np.minimum(gain, 0.0), np.maximum(gain, 0.0))
-        sums = np.stack([np.bincount(inv, weights=v, minlength=nb) for v in values])
-        mmin = np.full(nb, np.inf)
-        mmax = np.full(nb, -np.inf)
-        np.minimum.at(mmin, inv, m)
-        np.maximum.at(mmax, inv, m)
-        return cls(bins, sums, mmin, mmax, base)
+        sums = np.stack([np.bincount(b, weights=v, minlength=n_bins)[occupied] for v in values])
+        mmin = np.full(n_bins, np.inf)
+        mmax = np.full(n_bins, -np.inf)
+        np.minimum.at(mmin, b, m)
+        np.maximum.at(mmax, b, m)
+        return cls(occupied, sums, mmin[occupied], mmax[occupied], base)
 
     def merge(self, other: Hist) -> Hist:
         bins = np.union1d(self.bins, other.bins)
@@ -308,8 +308,11 @@ class Points:
         for key, (m, g, w) in other.groups.items():
             if key in out:
                 a = out[key]
-                out[key] = (np.concatenate([a[0], m]), np.concatenate([a[1], g]),
-                            np.concatenate([a[2], w]))  # fmt: skip
+                out[key] = (
+                    np.concatenate([a[0], m]),
+                    np.concatenate([a[1], g]),
+                    np.concatenate([a[2], w]),
+                )
             else:
                 out[key] = (m, g, w)
         return Points(out)
@@ -379,8 +382,9 @@ def _pass3(
     t, _ = _terms(ev, tuner, c)
     index = {n: i for i, n in enumerate(names)}
     to_global = np.array([index[g] for g in ev.segments] or [0], dtype=np.intp)
-    glob = LossTerms(t.m, t.c_act, t.c_def, t.w, to_global[t.segment], t.best, t.group,
-                     t.n_groups, t.cost)  # fmt: skip
+    glob = LossTerms(
+        t.m, t.c_act, t.c_def, t.w, to_global[t.segment], t.best, t.group, t.n_groups, t.cost
+    )
     cost_i, deferred = tuner.applied(table, glob)
     cmax = float(c.max()) if c.max() > 0 else 1.0
     none = np.zeros(cost_i.size, dtype=bool)

@@ -127,8 +127,9 @@ def validate_partitioned(
         at += n
         for g, m in per.items():
             seg_at[g] += m
-    fn = partial(_sums, policies=policies, actions=data.actions, c=c, total=total,
-                 seg_total=seg_total)  # fmt: skip
+    fn = partial(
+        _sums, policies=policies, actions=data.actions, c=c, total=total, seg_total=seg_total
+    )
     parts = runner.map(data, ("features",), fn, per_partition=starts)
     overall: PairedSums | None = None
     per_segment: dict[str, PairedSums] = {}

@@ -251,8 +251,16 @@ def ingest_folder(
         raise _source_error("file", f"{str(root)!r} is not a folder")
     present = [k for k in KINDS if (root / k).is_dir()]
     if not present:
-        return [ingest_file(store, root, batch_size=batch_size, all_or_nothing=all_or_nothing,
-                            progress=progress, max_errors=max_errors)]  # fmt: skip
+        return [
+            ingest_file(
+                store,
+                root,
+                batch_size=batch_size,
+                all_or_nothing=all_or_nothing,
+                progress=progress,
+                max_errors=max_errors,
+            )
+        ]
     return [
         _ingest_parquet_folder(store, root / k, k, batch_size, all_or_nothing, progress, max_errors)
         for k in present

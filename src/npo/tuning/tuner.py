@@ -559,14 +559,22 @@ class ThresholdTuner:
         gl = g[keep]
         n_seg = int(gl.max()) + 1 if gl.size else 1
         grp, n_grp = self._groups(gl, best[keep], k, n_seg)
-        t = LossTerms(m[keep], c[best[keep], y[keep]], c[-1, y[keep]], 1.0 / p[keep], gl,
-                      best[keep], grp, n_grp, c)  # fmt: skip
+        t = LossTerms(
+            m[keep],
+            c[best[keep], y[keep]],
+            c[-1, y[keep]],
+            1.0 / p[keep],
+            gl,
+            best[keep],
+            grp,
+            n_grp,
+            c,
+        )
         top = self.score_max
         sweeps = [
-            sweep(t.m[grp == j], t.c_act[grp == j], t.c_def[grp == j], t.w[grp == j],
-                  score_max=top)
+            sweep(t.m[grp == j], t.c_act[grp == j], t.c_def[grp == j], t.w[grp == j], score_max=top)
             for j in range(n_grp)
-        ]  # fmt: skip
+        ]
         table, feasible, notes = self.thresholds_from_sweeps(
             sweeps,
             segment_names=names,
