@@ -32,8 +32,9 @@ def policies() -> tuple[SoftmaxLinearPolicy, SoftmaxLinearPolicy]:
     rng = np.random.default_rng(7)
     w = rng.normal(size=(N_FEATURES, ACTIONS.k))
     v1 = SoftmaxLinearPolicy(w, np.zeros(ACTIONS.k), version="v1")
-    v2 = SoftmaxLinearPolicy(w + 0.4 * rng.normal(size=w.shape), np.zeros(ACTIONS.k),
-                             version="v2", parent="v1")  # fmt: skip
+    v2 = SoftmaxLinearPolicy(
+        w + 0.4 * rng.normal(size=w.shape), np.zeros(ACTIONS.k), version="v2", parent="v1"
+    )
     return v1, v2
 
 
@@ -52,11 +53,15 @@ def build(url: str | Path, n: int, seed: int = 0, days: int = 4) -> Store:
     seg = rng.choice(["eu", "us", "apac"], n, p=[0.5, 0.3, 0.2])
     times = [T0 + timedelta(hours=float(h)) for h in np.sort(rng.uniform(0, 24 * days, n))]
     scenarios = [
-        {"id": f"s{i}", "segment": str(seg[i]), "timestamp": times[i].isoformat(),
-         **({"features": X[i].tolist()} if rng.random() > 0.05 else {})}
+        {
+            "id": f"s{i}",
+            "segment": str(seg[i]),
+            "timestamp": times[i].isoformat(),
+            **({"features": X[i].tolist()} if rng.random() > 0.05 else {}),
+        }
         for i in range(n)
         if rng.random() > 0.02  # a few decisions without a stored scenario
-    ]  # fmt: skip
+    ]
     store.ingest_scenarios(scenarios)
     pol = rng.choice(["v1", "v2"], n, p=[0.7, 0.3])
     scores = np.where((pol == "v1")[:, None], v1.predict_proba(X), v2.predict_proba(X))
@@ -82,9 +87,13 @@ def build(url: str | Path, n: int, seed: int = 0, days: int = 4) -> Store:
             continue  # not sent for review
         truth = int(rng.choice(ACTIONS.k, p=s)) if rng.random() < 0.8 else int(rng.integers(3))
         for r in range(int(rng.choice([1, 1, 1, 2, 3]))):
-            kind = "abstain" if rng.random() < 0.08 else (
-                "like" if act != DEFER and ACTIONS.actions.index(act) == truth else "override"
-            )  # fmt: skip
+            kind = (
+                "abstain"
+                if rng.random() < 0.08
+                else (
+                    "like" if act != DEFER and ACTIONS.actions.index(act) == truth else "override"
+                )
+            )
             if r and rng.random() < 0.3:
                 truth = int(rng.integers(3))  # reviewers disagree
                 kind = "override" if kind != "abstain" else kind
@@ -132,8 +141,15 @@ def close(a: Any, b: Any, what: str = "") -> None:
 
 def breakdown_matches_store(engine: Any, data: Any, store: Any, **flt: Any) -> None:
     """The engine's breakdowns equal the store's report on the same selection."""
-    for by in (None, "segment", "action", "policy_version", "threshold_version", "reviewer",
-               "window"):  # fmt: skip
+    for by in (
+        None,
+        "segment",
+        "action",
+        "policy_version",
+        "threshold_version",
+        "reviewer",
+        "window",
+    ):
         w = DAY // 4 if by == "window" else None
         got = engine.breakdown(data, COSTS, by=by, window_us=w)
         sm = store.summary(by=by, window_us=w, **flt)

@@ -42,8 +42,9 @@ def test_unknown_engine_and_bad_folders_are_named(exported: Any, tmp_path: Path)
     import dask
 
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
-        res = _run("tune", "--data", str(out), "--engine", "dask", "--scheduler",
-                   "tcp://127.0.0.1:9")  # fmt: skip
+        res = _run(
+            "tune", "--data", str(out), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"
+        )
     assert res.exit_code == 2 and "--scheduler" in res.stderr and "cannot reach" in res.stderr
 
 

@@ -138,8 +138,21 @@ def test_commands_on_the_cluster_give_the_stores_answers(
 
 def test_risk_mode_on_dask_is_refused_naming_the_option(exported: Any, cluster: Any) -> None:
     _, out = exported
-    res = CliRunner().invoke(app, ["tune", "--data", str(out), "--objective", "risk",
-                                   "--p-min", "0.05", "--engine", "dask", "--scheduler",
-                                   cluster.scheduler.address])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            "--data",
+            str(out),
+            "--objective",
+            "risk",
+            "--p-min",
+            "0.05",
+            "--engine",
+            "dask",
+            "--scheduler",
+            cluster.scheduler.address,
+        ],
+    )
     assert res.exit_code == 2
     assert "--objective" in res.stderr and "--engine local" in res.stderr

@@ -107,8 +107,9 @@ def test_partitioned_sweep_refuses_risk_mode_naming_the_option(exported: Any) ->
 
     _, out = exported
     with pytest.raises(ValidationFailed, match="--engine local") as e:
-        sw.tune_partitioned(SerialRunner(), Dataset.open(out), ThresholdTuner(
-            objective="risk", p_min=0.05), COSTS)  # fmt: skip
+        sw.tune_partitioned(
+            SerialRunner(), Dataset.open(out), ThresholdTuner(objective="risk", p_min=0.05), COSTS
+        )
     assert e.value.errors[0].field == "--objective"
 
 

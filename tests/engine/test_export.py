@@ -56,10 +56,22 @@ def _same_events(a: Any, b: Any) -> None:
         x = a.scan(kind, cols).sort_by("id")
         y = b.scan(kind, cols).sort_by("id")
         for c in cols:  # names compare as text (the codes differ between stores)
-            assert x.column(c).cast("string" if "dictionary" in str(x.schema.field(c).type)
-                                    else x.schema.field(c).type).to_pylist() == y.column(c).cast(
-                "string" if "dictionary" in str(y.schema.field(c).type)
-                else y.schema.field(c).type).to_pylist(), (kind, c)  # fmt: skip
+            assert (
+                x.column(c)
+                .cast(
+                    "string"
+                    if "dictionary" in str(x.schema.field(c).type)
+                    else x.schema.field(c).type
+                )
+                .to_pylist()
+                == y.column(c)
+                .cast(
+                    "string"
+                    if "dictionary" in str(y.schema.field(c).type)
+                    else y.schema.field(c).type
+                )
+                .to_pylist()
+            ), (kind, c)
 
 
 @pytest.fixture
@@ -181,18 +193,32 @@ def test_cli_export_then_ingest_the_folder(exported: Any, tmp_path: Path) -> Non
 
     store, _ = exported
     r = CliRunner()
-    res = r.invoke(app, ["export", str(tmp_path / "o"), "--db", store.url, "--json",
-                         "--rows-per-file", "2000"])  # fmt: skip
+    res = r.invoke(
+        app, ["export", str(tmp_path / "o"), "--db", store.url, "--json", "--rows-per-file", "2000"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["rows"]["feedback"] == store.counts()["feedback"]
     new = str(tmp_path / "n.db")
-    res = r.invoke(app, ["ingest", str(tmp_path / "o"), "--db", new, "--json",
-                         "--actions", ",".join(helpers.ACTIONS.actions)])  # fmt: skip
+    res = r.invoke(
+        app,
+        [
+            "ingest",
+            str(tmp_path / "o"),
+            "--db",
+            new,
+            "--json",
+            "--actions",
+            ",".join(helpers.ACTIONS.actions),
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["ok"] and [s["kind"] for s in doc["sources"]] == [
-        "scenarios", "decisions", "feedback"]  # fmt: skip
+        "scenarios",
+        "decisions",
+        "feedback",
+    ]
     assert open_store(new).counts()["feedback"] == store.counts()["feedback"]
 
 
