@@ -66,5 +66,11 @@ def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process so far (MB): ``VmHWM``, the high-water mark of
+    its own address space. (``ru_maxrss`` would not do: on Linux a process started by
+    another -- a benchmark's child, a Dask worker -- inherits its parent's peak there.)"""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):  # not Linux: the best available
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -6,12 +6,14 @@ top action when its score is at least 0.5 and defers otherwise; automated decisi
 reviewed with a propensity uniform in [0.05, 1] (deferred: 1); a person likes the
 decision with probability ~ the top score, overrides it with another action otherwise,
 and abstains 5% of the time. 100 segments, 50 reviewers, 30 days, one policy version;
-one review per decision. Generated under ``benchmarks/.data/`` (git-ignored) and reused.
+one review per decision. Generated under ``benchmarks/.data/`` (git-ignored; or the folder
+named by ``NPO_BENCH_DATA``) and reused; never committed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from npo.engine import layout
 
 ACTIONS = ("allow", "hold", "block", "escalate")
 K = len(ACTIONS)
-DATA = Path(__file__).resolve().parent / ".data"
+DATA = Path(os.environ.get("NPO_BENCH_DATA") or Path(__file__).resolve().parent / ".data")
 T0_US = 1_767_225_600_000_000  # 2026-01-01
 DAYS = 30
 VERSION = 1  # bump when the generated data changes

@@ -81,7 +81,7 @@ def run(quick: bool) -> dict[str, Any]:
 
     # in process: the breakdown streams partitions; the sweep holds every row
     local_bd = in_process(root, "breakdown")
-    same(big["breakdown"], local_bd)
+    diff = [same(big["breakdown"], local_bd)]
     rows.append(
         {
             "part": "in process",
@@ -107,7 +107,7 @@ def run(quick: bool) -> dict[str, Any]:
         )
     last_span = selections[-1][0]
     check = on_dask(Dataset.open(root, since=T0, until=T0 + last_span), "tune", per_file, c)
-    same(check, r)
+    diff.append(same(check, r))
     ev = np.array([g[0] for g in growth], dtype=float)
     mb = np.array([g[1] for g in growth])
     secs = np.array([g[2] for g in growth])
@@ -122,6 +122,7 @@ def run(quick: bool) -> dict[str, Any]:
         f"in-process sweep: peak RSS extrapolated to {n:,} events (MB)": need_mb,
         "this machine's memory (MB)": ram_mb,
         f"in-process sweep: time extrapolated to {n:,} events (s)": t_slope * n + t_icpt,
+        "largest |Dask − in process| of the loss where both ran": max(diff),
         "load average at the start (1, 5, 15 min)": str(load),
     }
     part_mb = big["tune"]["partition_mb"]
