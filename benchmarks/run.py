@@ -158,7 +158,8 @@ def render(doc: dict[str, Any]) -> str:
         "it is never edited by hand. Every NPO figure stands beside a peer (or a floor) "
         "measured in the same run on the same data, with their ratio and the target. Run one "
         "benchmark with `python benchmarks/run.py NAME` (the others keep their last figures); "
-        "`--quick` is a smoke run at small sizes (not these figures).",
+        "`--quick` is a smoke run at small sizes (not these figures). How a benchmark module "
+        "declares its figures and their peers: [`benchmarks/README.md`](../benchmarks/README.md).",
         "",
         f"Machine: {m.get('platform', '?')}, Python {m.get('python', '?')}, "
         f"{m.get('cpus', '?')} CPUs. The load average (1, 5, 15 min) before and after each "
