@@ -17,12 +17,11 @@ Measured (loopback, httpx keep-alive client, the session cookie of a signed-in o
 
 Each figure: median and 90th percentile of ``REPEAT`` requests after one warm-up. Run alone:
 ``nice -n 19 python benchmarks/bench_dashboard.py [--quick]`` (writes
-``benchmarks/results/dashboard.json``), or ``python benchmarks/run.py dashboard``.
+``benchmarks/results.json`` and ``docs/benchmarks.md``), or ``python benchmarks/run.py dashboard``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -250,12 +249,7 @@ def run(quick: bool) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
-    quick = "--quick" in sys.argv[1:]
-    res = run(quick)
-    res["machine"] = f"{os.uname().machine}, {os.cpu_count()} cpus"
-    res["date"] = time.strftime("%Y-%m-%d")
-    out = Path(__file__).parent / "results" / ("quick" if quick else "") / "dashboard.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=str))
-    print(json.dumps(res, indent=2, default=str))
+if __name__ == "__main__":  # the suite's runner: results.json and the page
+    import run as suite
+
+    raise SystemExit(suite.main(["dashboard", *sys.argv[1:]]))

@@ -15,7 +15,7 @@ measured in the same run.
   decided in batches of 5,000 scenarios.
 
 Run alone: ``python benchmarks/bench_http.py [--quick]`` (writes
-``benchmarks/results/http.json``), or through ``python benchmarks/run.py http``.
+``benchmarks/results.json`` and ``docs/benchmarks.md``), or ``python benchmarks/run.py http``.
 """
 
 from __future__ import annotations
@@ -451,17 +451,7 @@ def run(quick: bool) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    out = run(quick)
-    here = Path(__file__).resolve().parent
-    folder = here / "results" / ("quick" if quick else "")
-    folder.mkdir(parents=True, exist_ok=True)
-    import platform
+if __name__ == "__main__":  # the suite's runner: results.json and the page
+    import run as suite
 
-    out.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cpus")
-    out.setdefault("date", time.strftime("%Y-%m-%d"))
-    (folder / "http.json").write_text(json.dumps(out, indent=2, default=str))
-    print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=2, default=str))
-    for r in out["rows"]:
-        print(r)
+    raise SystemExit(suite.main(["http", *sys.argv[1:]]))

@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from _bench import comparison
 from npo.domain import ActionSpace
 from npo.ingest import ingest_file, ingest_frame
 from npo.store import open_store
@@ -247,7 +248,7 @@ def postgres_server() -> Iterator[tuple[Callable[[str], str] | None, str]]:
 def run(quick: bool) -> dict[str, Any]:
     n = 50_000 if quick else 1_000_000
     rows: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
+    comparisons: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="npo-bench-ingest-"))
     notes: list[str] = []
     try:
@@ -263,17 +264,43 @@ def run(quick: bool) -> dict[str, Any]:
                 rows.append(
                     _row("NPO SQLite, re-send (all duplicates)", scheme, n, t["resend"], base_rate)
                 )
-                summary[f"SQLite ratio to bare executemany, {scheme}"] = round(base / t["first"], 3)
+                peer = f"bare executemany of ready tuples (SQLite), {scheme} ids"
+                comparisons.append(
+                    comparison(
+                        f"npo ingest, SQLite, {scheme} ids",
+                        n / t["first"],
+                        peer,
+                        base_rate,
+                        unit="events/s",
+                        target=0.5,
+                    )
+                )
                 for fmt, path in write_files(tmp, scheme, feedback).items():
                     secs = npo_file(tmp / f"npo-{fmt}-{scheme}.db", decisions, path, n)
                     path.unlink()
                     rows.append(_row(f"NPO SQLite from {fmt} file", scheme, n, secs, base_rate))
+                    comparisons.append(
+                        comparison(
+                            f"npo ingest of a {fmt} file, SQLite, {scheme} ids",
+                            n / secs,
+                            peer,
+                            base_rate,
+                            unit="events/s",
+                        )
+                    )
                 if pg is not None:
                     url = pg(f"bench_{scheme.replace('-', '_')}")
                     t = npo_ingest(url, decisions, feedback)
                     rows.append(_row("NPO PostgreSQL", scheme, n, t["first"], base_rate))
-                    summary[f"PostgreSQL ratio to bare executemany (SQLite), {scheme}"] = round(
-                        base / t["first"], 3
+                    comparisons.append(
+                        comparison(
+                            f"npo ingest, PostgreSQL, {scheme} ids",
+                            n / t["first"],
+                            peer,
+                            base_rate,
+                            unit="events/s",
+                            target=0.5,
+                        )
                     )
                     rows.append(
                         _row(
@@ -290,7 +317,7 @@ def run(quick: bool) -> dict[str, Any]:
     return {
         "title": f"Ingest throughput: {n:,} feedback events, dedupe on",
         "rows": rows,
-        "summary": summary,
+        "comparisons": comparisons,
         "notes": " ".join(
             [
                 f"Batches of {BATCH:,} events, one transaction each. ratio = events/s over the",

@@ -8,13 +8,12 @@ that only imports ``npo`` (and ``npo.loop``). The store is the source of truth a
 loop keeps bounded caches, so the figure should be flat: RSS at 5M ≈ RSS at 1M.
 
 Run: ``python benchmarks/run.py loop`` (or ``python benchmarks/bench_loop.py [--quick]``
-alone, writing ``results/loop.json``). Each measurement runs in its own process.
+alone, through the suite's runner). Each measurement runs in its own process.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -148,16 +147,9 @@ def _main(argv: list[str]) -> int:
         result = _floor() if what == "floor" else _loop_process(*args)
         print(json.dumps(result))
         return 0
-    quick = "--quick" in argv
-    result = run(quick)
-    result["machine"] = f"{platform.machine()}, {platform.python_version()}"
-    result["date"] = time.strftime("%Y-%m-%d")
-    result["quick"] = quick
-    folder = HERE / "results" / ("quick" if quick else "")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "loop.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0
+    import run as suite  # the suite's runner: results.json and the page
+
+    return int(suite.main(["loop", *argv]))
 
 
 if __name__ == "__main__":

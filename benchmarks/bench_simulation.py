@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from _bench import comparison
 from npo.simulation import SCENARIOS, run_fixed_rule
 
 
@@ -80,7 +81,16 @@ def run(quick: bool) -> dict:
     return {
         "title": "Simulation: scenario + review generation throughput",
         "rows": rows,
-        "summary": {"speedup_vs_loop": rows[0]["scenarios_per_s"] / rows[-1]["scenarios_per_s"]},
+        "comparisons": [
+            comparison(
+                f"npo.simulation ({r['system'].split('(')[1].rstrip(')')})",
+                r["scenarios_per_s"],
+                "per-item Python loop",
+                rows[-1]["scenarios_per_s"],
+                unit="scenarios/s",
+            )
+            for r in rows[:-1]
+        ],
     }
 
 

@@ -46,6 +46,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ingest
+from _bench import comparison
 from npo.domain import ActionSpace
 from npo.ingest import ingest_frame
 from npo.store import open_store
@@ -262,7 +263,7 @@ def cli_report(path: Path) -> tuple[float, float]:
     return float(secs), float(kb) / 1024
 
 
-def reads(n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def reads(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from npo.cli.cmd_report import build_report
 
     npo_db, bare_db = build(n)
@@ -312,21 +313,51 @@ def reads(n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             "x_faster_than_peer": round(peer["seconds"] / scan["seconds"], 2),
         }
     )
-    summary = {
-        f"report by segment, {n:,} events (s)": round(report["segment"], 4),
-        f"full scan vs bare fetch, {n:,} events (x faster)": round(
-            peer["seconds"] / scan["seconds"], 2
+    bare = "bare sqlite3 join + fetchall of the 4 columns"
+    comparisons = [
+        comparison(
+            f"npo report --by segment, {n:,} events",
+            report["segment"],
+            bare,
+            peer["seconds"],
+            unit="s",
+            better="lower",
+            target_text="≤ 0.2 s",
+            met=report["segment"] <= 0.2,
         ),
-        f"full scan peak memory / column bytes, {n:,} events": round(
-            scan["peak_growth_mb"] / scan["column_mb"], 2
+        comparison(
+            f"npo report --json (whole process), {n:,} events",
+            cli_s,
+            bare,
+            peer["seconds"],
+            unit="s",
+            better="lower",
         ),
-    }
-    return rows, summary
+        comparison(
+            f"npo full scan of the 4 columns (Arrow -> numpy), {n:,} events",
+            scan["seconds"],
+            bare,
+            peer["seconds"],
+            unit="s",
+            better="lower",
+            target=0.5,
+        ),
+        comparison(
+            f"npo full scan peak memory, {n:,} events",
+            scan["peak_growth_mb"],
+            "bytes of the 4 columns read (floor)",
+            scan["column_mb"],
+            unit="MB",
+            better="lower",
+            target=2.0,
+        ),
+    ]
+    return rows, comparisons
 
 
-def ingest(n: int) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+def ingest(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     rows: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
+    comparisons: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="npo-bench-store-"))
     try:
         with bench_ingest.postgres_server() as (pg, note):
@@ -338,8 +369,16 @@ def ingest(n: int) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
                 rows.append(_ingest_row("bare executemany (SQLite)", scheme, n, base, base))
                 t = bench_ingest.npo_ingest(str(tmp / f"npo-{scheme}.db"), decisions, feedback)
                 rows.append(_ingest_row("NPO SQLite", scheme, n, t["first"], base))
-                summary[f"SQLite ingest vs bare executemany, {scheme}"] = round(
-                    base / t["first"], 3
+                bare = f"bare executemany of ready tuples (SQLite), {scheme} ids"
+                comparisons.append(
+                    comparison(
+                        f"npo ingest, SQLite, {scheme} ids",
+                        n / t["first"],
+                        bare,
+                        n / base,
+                        unit="events/s",
+                        target=0.5,
+                    )
                 )
                 if pg is not None:
                     floor = pg_floor(pg(f"floor_{scheme[:4]}"), feedback)
@@ -360,12 +399,27 @@ def ingest(n: int) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
                             "NPO PostgreSQL, re-send (all duplicates)", scheme, n, t["resend"], base
                         )
                     )
-                    summary[f"PostgreSQL ingest vs bare executemany, {scheme}"] = round(
-                        base / t["first"], 3
-                    )
+                    comparisons += [
+                        comparison(
+                            f"npo ingest, PostgreSQL, {scheme} ids",
+                            n / t["first"],
+                            bare,
+                            n / base,
+                            unit="events/s",
+                            target=1.0,
+                        ),
+                        comparison(
+                            f"npo ingest, PostgreSQL, {scheme} ids",
+                            n / t["first"],
+                            "PostgreSQL floor: COPY + INSERT ON CONFLICT of ready rows "
+                            "into NPO's feedback table",
+                            n / floor,
+                            unit="events/s",
+                        ),
+                    ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return rows, summary, note
+    return rows, comparisons, note
 
 
 def pg_floor(url: str, feedback: pa.Table) -> float:
@@ -432,18 +486,18 @@ def _ingest_row(system: str, scheme: str, n: int, secs: float, base: float) -> d
 def run(quick: bool) -> dict[str, Any]:
     sizes = (20_000, 200_000) if quick else (2_000_000, 20_000_000)
     rows: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
+    comparisons: list[dict[str, Any]] = []
     for n in sizes:
-        r, s = reads(n)
+        r, c = reads(n)
         rows += r
-        summary.update(s)
-    r, s, note = ingest(50_000 if quick else 1_000_000)
+        comparisons += c
+    r, c, note = ingest(50_000 if quick else 1_000_000)
     rows += r
-    summary.update(s)
+    comparisons += c
     return {
         "title": "Store: reads from maintained statistics, Arrow scans, PostgreSQL ingest",
         "rows": rows,
-        "summary": summary,
+        "comparisons": comparisons,
         "notes": (
             "Reads: the same data in an NPO store and in a bare SQLite file of NPO 0.1's layout "
             "(the peer); decisions over the same 90 days at both sizes; in-process times are "

@@ -68,7 +68,11 @@ def register(app: typer.Typer) -> None:
     @app.command("ingest", short_help="Store decisions, feedback or scenarios from a file.")
     def ingest(
         file: Annotated[
-            Path, typer.Argument(help="A .jsonl/.ndjson, .csv (or .gz) or .parquet file.")
+            Path,
+            typer.Argument(
+                help="A .jsonl/.ndjson, .csv (or .gz) or .parquet file, or a folder written "
+                "by npo export (scenarios, then decisions, then feedback)."
+            ),
         ],
         kind: Annotated[
             str | None,
@@ -120,7 +124,7 @@ def register(app: typer.Typer) -> None:
         or use one score_<action> column per action (feature_<name> columns); empty
         cells are missing values. Times are ISO-8601 (naive = UTC) or Unix seconds.
         """
-        from npo.ingest import SourceRejected, ingest_file
+        from npo.ingest import SourceRejected, ingest_file, ingest_folder
         from npo.store import open_store
 
         with cli_errors(as_json):
@@ -129,26 +133,43 @@ def register(app: typer.Typer) -> None:
         try:
             with cli_errors(as_json):
                 try:
-                    summary = ingest_file(
-                        store,
-                        file,
-                        kind,
-                        batch_size=batch_size,
-                        all_or_nothing=all_or_nothing,
-                        progress=show_progress(),
-                        format=fmt,
-                    )
+                    if file.is_dir() and kind is None:  # an npo export folder, or one kind
+                        summaries = ingest_folder(
+                            store,
+                            file,
+                            batch_size=batch_size,
+                            all_or_nothing=all_or_nothing,
+                            progress=show_progress(),
+                        )
+                    else:
+                        summaries = [
+                            ingest_file(
+                                store,
+                                file,
+                                kind,
+                                batch_size=batch_size,
+                                all_or_nothing=all_or_nothing,
+                                progress=show_progress(),
+                                format=fmt,
+                            )
+                        ]
                 except SourceRejected as exc:
                     _report_source(exc, file, as_json)
                     raise typer.Exit(EXIT_NOTHING) from None
         finally:
             store.close()
         if as_json:
-            emit_json(summary.to_dict())
+            docs = [s.to_dict() for s in summaries]
+            emit_json(
+                docs[0] if len(docs) == 1 else {"ok": all(d["ok"] for d in docs), "sources": docs}
+            )
         else:
-            _human(summary)
-        if summary.exit_code:
-            raise typer.Exit(summary.exit_code)
+            for summary in summaries:
+                _human(summary)
+        codes = [s.exit_code for s in summaries]
+        code = 0 if not any(codes) else (2 if all(s.inserted == 0 for s in summaries) else 1)
+        if code:
+            raise typer.Exit(code)
 
 
 def _report_source(exc: object, file: Path, as_json: bool) -> None:

@@ -22,6 +22,15 @@ from npo.cli.common import (
     emit_json,
     open_existing,
 )
+from npo.cli.engine_opts import (
+    ENGINE_OPTIONS,
+    DataOption,
+    EngineOption,
+    SchedulerOption,
+    engine_of,
+    open_data,
+    wants_engine,
+)
 
 BY_CHOICES = ("segment", "action", "policy", "reviewer", "window", "none")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -77,8 +86,12 @@ def build_report(
     interval: str = "eb",
     config: str | None = None,
     c_defer: float = 0.1,
+    engine: Any = None,
+    data: Any = None,
 ) -> dict[str, Any]:
-    """The report as a JSON-able dict (what ``--json`` prints)."""
+    """The report as a JSON-able dict (what ``--json`` prints). With ``engine`` and
+    ``data`` (an :class:`npo.engine.Dataset` of exported events, already filtered) the
+    statistics come from the engine instead of the store (``store`` may be None)."""
     from npo.estimation import (
         alignment_breakdown,
         alignment_breakdown_from_cells,
@@ -96,11 +109,21 @@ def build_report(
     if since and until and since >= until:
         raise ValueError("--since: must be earlier than --until")
     window_us = parse_window(window) if by == "window" else None
-    costs = _cost_matrix(store.actions, config, c_defer)
+    actions = store.actions if data is None else data.actions
+    costs = _cost_matrix(actions, config, c_defer)
     group_by = {"policy": "policy_version", "none": None}.get(by, by)
-    # the store's maintained statistics: cost O(cells), not O(history)
-    sm = store.summary(by=group_by, since=since, until=until, segment=segment, window_us=window_us)
-    br = alignment_breakdown_from_cells(sm.cells, costs, by=group_by, delta=delta)
+    if data is not None:  # exported events on an execution engine (--data, --engine)
+        if interval != "eb":
+            raise ValueError("--interval: bootstrap resamples events; use it without --data")
+        res = engine.breakdown(data, costs, by=group_by, window_us=window_us, delta=delta)
+        br, n_feedback, rv = res.breakdown, res.n_feedback, res.reviewers
+    else:
+        # the store's maintained statistics: cost O(cells), not O(history)
+        sm = store.summary(
+            by=group_by, since=since, until=until, segment=segment, window_us=window_us
+        )
+        br = alignment_breakdown_from_cells(sm.cells, costs, by=group_by, delta=delta)
+        n_feedback, rv = sm.n_feedback, sm.reviewers
     if interval == "bootstrap":  # resamples events: reads the rows of the selection
         lf = store.labelled(since=since, until=until, segment=segment)
         br = alignment_breakdown(
@@ -115,7 +138,7 @@ def build_report(
         "delta": delta,
         "interval": interval,
         "costs": costs.to_dict(),
-        "n_feedback": sm.n_feedback,
+        "n_feedback": n_feedback,
         "by": by,
         "overall": br.overall.to_dict(),
         "groups": [],
@@ -124,10 +147,12 @@ def build_report(
         if g.n_labelled + g.n_abstained == 0:
             continue
         row = g.to_dict()
-        row["key"] = _key_name(by, g.key, store.actions)
+        row["key"] = _key_name(by, g.key, actions)
         out["groups"].append(row)
+    if data is not None:
+        out["engine"] = engine.name
+        out["data"] = str(data.root)
     if by == "reviewer":
-        rv = sm.reviewers
         stats = reviewer_stats_from_counts(rv.keys, rv.counts, rv.shared, rv.agree, delta=delta)
         out["reviewers"] = [s.to_dict() for s in stats if s.n > 0]
         kappa = fleiss_kappa_from_sums(rv.fleiss_items, rv.fleiss_sum_p, rv.fleiss_labels)
@@ -206,6 +231,8 @@ def print_report(rep: dict[str, Any], config: str | None = None) -> None:
         f"{o['n_abstained']:,} abstained"
     )
     console.print(Text(_costs_line(costs, config), style="dim"))
+    if rep.get("engine"):
+        console.print(Text(f"read from {rep['data']} by the {rep['engine']} engine", style="dim"))
     if o["n_labelled"] == 0:
         console.print(Text("no labelled feedback in this selection", style="yellow"))
         return
@@ -342,9 +369,34 @@ def register(app: typer.Typer) -> None:
         c_defer: Annotated[
             float, typer.Option(help="Cost of deferring (0/1 costs otherwise), if no --config.")
         ] = 0.1,
+        data: DataOption = None,
+        engine: EngineOption = None,
+        scheduler: SchedulerOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Alignment loss (IPW, with interval), abstentions and reviewers, from the store."""
+        """Alignment loss (IPW, with interval), abstentions and reviewers, from the store
+        (or from exported Parquet with --data, in this process or on Dask: --engine)."""
+        with cli_errors(as_json, ENGINE_OPTIONS):
+            if wants_engine(data, engine, scheduler):
+                assert data is not None
+                ds = open_data(data, since=since, until=until, segment=segment)
+                with engine_of(engine, scheduler) as eng:
+                    rep = build_report(
+                        None,
+                        by=by,
+                        segment=segment,
+                        since=since,
+                        until=until,
+                        window=window,
+                        delta=delta,
+                        interval=interval,
+                        config=config,
+                        c_defer=c_defer,
+                        engine=eng,
+                        data=ds,
+                    )
+                _print(rep, as_json, config)
+                return
         with cli_errors(as_json), open_existing(db) as store:
             rep = build_report(
                 store,
@@ -358,7 +410,11 @@ def register(app: typer.Typer) -> None:
                 config=config,
                 c_defer=c_defer,
             )
-        if as_json:
-            emit_json(rep)
-        else:
-            print_report(rep, config)
+        _print(rep, as_json, config)
+
+
+def _print(rep: dict[str, Any], as_json: bool, config: str | None) -> None:
+    if as_json:
+        emit_json(rep)
+    else:
+        print_report(rep, config)

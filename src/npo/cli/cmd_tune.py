@@ -18,6 +18,15 @@ from npo.cli.common import (
     emit_json,
     open_existing,
 )
+from npo.cli.engine_opts import (
+    ENGINE_OPTIONS,
+    DataOption,
+    EngineOption,
+    SchedulerOption,
+    engine_of,
+    open_data,
+    wants_engine,
+)
 
 SinceOption = Annotated[
     datetime | None, typer.Option(help="Only decisions at or after this time (ISO 8601, UTC).")
@@ -229,13 +238,17 @@ def register(app: typer.Typer) -> None:
         version: Annotated[
             str | None, typer.Option(help="Version name for --apply (default: tuned-<time>).")
         ] = None,
+        data: DataOption = None,
+        engine: EngineOption = None,
+        scheduler: SchedulerOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Propose thresholds with the expected loss, deferral rate and their intervals."""
+        """Propose thresholds with the expected loss, deferral rate and their intervals
+        (from the store, or from exported Parquet with --data on an --engine)."""
         from npo.loop.lifecycle import apply_thresholds, tune
         from npo.tuning import ThresholdTuner
 
-        with cli_errors(as_json, OPTIONS), open_existing(db) as store:
+        with cli_errors(as_json, {**OPTIONS, **ENGINE_OPTIONS}):
             tuner = ThresholdTuner(
                 per=per,  # type: ignore[arg-type]
                 deferral_budget=budget,
@@ -245,20 +258,51 @@ def register(app: typer.Typer) -> None:
                 bound=bound,  # type: ignore[arg-type]
                 p_min=design_p_min(config, p_min),
             )
-            cost = cost_matrix(store.actions, config, c_defer)
-            result = tune(store, tuner, cost, since=since, until=until)
+            on_engine = wants_engine(data, engine, scheduler)
+            if on_engine:  # exported events (--data) on an execution engine
+                assert data is not None
+                ds = open_data(data, since=since, until=until)
+                with engine_of(engine, scheduler) as eng:
+                    result = eng.tune(ds, tuner, cost_matrix(ds.actions, config, c_defer))
+                if not apply:  # nothing to store: no store needed
+                    _show(result.to_dict(), ds.actions, budget, None, None, as_json, per, bound)
+                    return
+        with cli_errors(as_json, OPTIONS), open_existing(db) as store:
+            if on_engine and ds.actions != store.actions:
+                raise ValueError(
+                    f"--data: its actions {list(ds.actions.actions)} differ from the "
+                    f"store's {list(store.actions.actions)}"
+                )
+            if not on_engine:
+                cost = cost_matrix(store.actions, config, c_defer)
+                result = tune(store, tuner, cost, since=since, until=until)
             applied = None
             serving = store.active_thresholds()
             if apply:
                 applied = apply_thresholds(store, result, version, note=f"npo tune ({objective})")
-            out = result.to_dict()
-            out["actions"] = list(store.actions.actions)
-            out["budget"] = budget
-            out["applied_version"] = None if applied is None else applied.version
-            out["applied"] = (
+            state = (
                 None if applied is None else "unchanged" if applied.version == serving else "new"
             )
-        if as_json:
-            emit_json(out)
-        else:
-            print_tuning(out, out["actions"], per, bound)
+        _show(
+            result.to_dict(),
+            store.actions,
+            budget,
+            None if applied is None else applied.version,
+            state,
+            as_json,
+            per,
+            bound,
+        )
+
+
+def _show(  # type: ignore[no-untyped-def]
+    out: dict, actions, budget, applied_version, applied, as_json: bool, per: str, bound: str
+) -> None:
+    out["actions"] = list(actions.actions)
+    out["budget"] = budget
+    out["applied_version"] = applied_version
+    out["applied"] = applied
+    if as_json:
+        emit_json(out)
+    else:
+        print_tuning(out, out["actions"], per, bound)

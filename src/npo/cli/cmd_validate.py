@@ -19,6 +19,14 @@ from npo.cli.common import (
     emit_json,
     open_existing,
 )
+from npo.cli.engine_opts import (
+    ENGINE_OPTIONS,
+    DataOption,
+    EngineOption,
+    SchedulerOption,
+    engine_of,
+    wants_engine,
+)
 
 OPTIONS = {
     "margin": "--margin",
@@ -61,13 +69,16 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(help="Extra types to trust when loading skops policies."),
         ] = None,
+        data: DataOption = None,
+        engine: EngineOption = None,
+        scheduler: SchedulerOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Promote / hold / reject verdict with its evidence (exit 0; 1 if not 'promote')."""
         from npo.loop.lifecycle import validate
         from npo.validation import PolicyValidator
 
-        with cli_errors(as_json, OPTIONS), open_existing(db) as store:
+        with cli_errors(as_json, {**OPTIONS, **ENGINE_OPTIONS}), open_existing(db) as store:
             validator = PolicyValidator(
                 margin=margin,
                 mode=mode,  # type: ignore[arg-type]
@@ -76,17 +87,36 @@ def register(app: typer.Typer) -> None:
                 min_segment_n=min_segment_n,
             )
             cost = cost_matrix(store.actions, config, c_defer)
-            run = validate(
-                store,
-                candidate,
-                validator,
-                cost,
-                incumbent=incumbent,
-                since=since,
-                until=until,
-                thresholds=thresholds,
-                trusted=tuple(trust or ()),
-            )
+            if wants_engine(data, engine, scheduler):  # exported events on an engine
+                from npo.engine.commands import validate_on_engine
+
+                assert data is not None
+                with engine_of(engine, scheduler) as eng:
+                    run = validate_on_engine(
+                        store,
+                        eng,
+                        data,
+                        candidate,
+                        validator,
+                        cost,
+                        incumbent=incumbent,
+                        since=since,
+                        until=until,
+                        thresholds=thresholds,
+                        trusted=tuple(trust or ()),
+                    )
+            else:
+                run = validate(
+                    store,
+                    candidate,
+                    validator,
+                    cost,
+                    incumbent=incumbent,
+                    since=since,
+                    until=until,
+                    thresholds=thresholds,
+                    trusted=tuple(trust or ()),
+                )
         v = run.verdict
         if as_json:
             emit_json(run.to_dict())

@@ -10,6 +10,7 @@ from npo.ingest.ingest import (
     IngestSummary,
     SourceRejected,
     ingest_file,
+    ingest_folder,
     ingest_frame,
 )
 from npo.ingest.schema import infer_kind
@@ -20,5 +21,6 @@ __all__ = [
     "SourceRejected",
     "infer_kind",
     "ingest_file",
+    "ingest_folder",
     "ingest_frame",
 ]

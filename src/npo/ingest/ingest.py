@@ -62,6 +62,7 @@ from npo.ingest.readers import (
 )
 from npo.ingest.schema import (
     FIELDS,
+    KINDS,
     REQUIRED,
     VECTOR,
     Kind,
@@ -188,14 +189,16 @@ def ingest_file(
     callback ``(done, total)``.
     """
     p = Path(path)
+    if p.is_dir():
+        return _ingest_parquet_folder(
+            store, p, kind, batch_size, all_or_nothing, progress, max_errors
+        )
     try:
         fmt, gz = detect_format(p, format)
     except FileProblem as e:
         raise _source_error(e.field, e.reason, e.line) from None
     if not p.exists():
         raise _source_error("file", f"no such file: {str(p)!r}")
-    if p.is_dir():
-        raise _source_error("file", f"{str(p)!r} is a directory, not a file")
     actions = store.actions
     size = p.stat().st_size
     if size == 0:
@@ -227,6 +230,115 @@ def ingest_file(
     if summary.records == 0 and summary.n_errors == 0:
         line = 1 if fmt == "csv" else None
         raise _source_error("file", "the file holds no records", line)
+    return summary
+
+
+def ingest_folder(
+    store: Any,
+    path: str | os.PathLike[str],
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    all_or_nothing: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
+    max_errors: int = 1000,
+) -> list[IngestSummary]:
+    """Ingest a folder written by ``npo export`` (``scenarios/``, ``decisions/``,
+    ``feedback/`` below it): scenarios, then decisions, then feedback -- a feedback event
+    needs its decision stored first. One summary per kind present; each kind follows the
+    semantics of :func:`ingest_file` (``all_or_nothing`` applies per kind)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise _source_error("file", f"{str(root)!r} is not a folder")
+    present = [k for k in KINDS if (root / k).is_dir()]
+    if not present:
+        return [
+            ingest_file(
+                store,
+                root,
+                batch_size=batch_size,
+                all_or_nothing=all_or_nothing,
+                progress=progress,
+                max_errors=max_errors,
+            )
+        ]
+    return [
+        _ingest_parquet_folder(store, root / k, k, batch_size, all_or_nothing, progress, max_errors)
+        for k in present
+    ]
+
+
+def _export_meta(folder: Path) -> dict[str, Any] | None:
+    """The ``_npo.json`` of an ``npo export`` folder (``folder`` or its parent), if any."""
+    from npo.engine.layout import META_FILE, read_meta
+
+    for root in (folder, folder.parent):
+        if (root / META_FILE).is_file():
+            try:
+                return read_meta(root)
+            except (ValueError, OSError) as e:
+                raise _source_error("file", str(e)) from None
+    return None
+
+
+def _ingest_parquet_folder(
+    store: Any,
+    folder: Path,
+    kind: str | None,
+    batch_size: int,
+    all_or_nothing: bool,
+    progress: bool | Callable[[int, int], None],
+    max_errors: int,
+) -> IngestSummary:
+    """A folder of Parquet files of one kind, read file after file as one source."""
+    from npo.ingest.readers import iter_parquet_files, parquet_folder, parquet_folder_columns
+
+    if batch_size < 1:
+        raise _source_error("batch_size", f"must be at least 1, got {batch_size}")
+    files = parquet_folder(folder)
+    if not files:
+        raise _source_error("file", f"{str(folder)!r} is a folder without Parquet files")
+    meta = _export_meta(folder)
+    try:
+        cols, total = parquet_folder_columns(files)
+        if kind is not None:
+            k = check_kind(kind)
+        elif meta is not None and folder.name in KINDS:
+            k = check_kind(folder.name)
+        else:
+            k = infer_kind(cols)
+    except FileProblem as e:
+        raise _source_error(e.field, e.reason, e.line) from None
+    except KindError as e:
+        raise _source_error("kind", str(e).removeprefix("kind: ")) from None
+    columns = None
+    if meta is not None:
+        # an export: its actions must be the store's (scores are in that order), and
+        # feedback files carry their decision's fields too -- read the record fields only
+        if tuple(meta.get("actions", ())) != tuple(store.actions.actions):
+            raise _source_error(
+                "actions",
+                f"the export's actions {meta.get('actions')} differ from the store's "
+                f"{list(store.actions.actions)}",
+            )
+        columns = [c for c in FIELDS[k] if c in cols]
+        cols = columns
+    _check_columns(cols, k, store.actions, header_line=None)
+    summary = IngestSummary(str(folder), "parquet folder", k, all_or_nothing=all_or_nothing)
+    t0 = time.perf_counter()
+    run(
+        store,
+        k,
+        lambda: iter_parquet_files(files, batch_size, columns),
+        total,
+        summary,
+        all_or_nothing,
+        progress,
+        max_errors,
+        False,
+        batch_size=batch_size,
+        source_state=lambda: [(f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+    )
+    summary.seconds = time.perf_counter() - t0
     return summary
 
 

@@ -8,7 +8,9 @@ with the file line of every record, so that errors can name the line.
 - CSV (optionally ``.gz``): header on line 1; quoted cells may span lines (the record's
   first line is reported). Empty cells are missing values.
 - Parquet: read by row group batches (``ParquetFile.iter_batches``); "line" is the
-  1-based row number.
+  1-based row number. A folder of Parquet files (e.g. written by ``npo export``, one kind
+  per folder, hive-style partitions below it) is read file after file; "line" counts rows
+  across its files in sorted order.
 
 Memory is bounded by the chunk size: nothing holds more than one chunk.
 
@@ -602,37 +604,79 @@ def parquet_columns(path: Path) -> tuple[list[str], int]:
 def iter_parquet(path: Path, batch_size: int) -> Iterator[Chunk]:
     """Chunks of a Parquet file; a row group that cannot be decoded raises
     :class:`FileProblem` at its first row."""
+    return iter_parquet_files([path], batch_size, named=False)
+
+
+def parquet_folder(path: Path) -> list[Path]:
+    """The Parquet files under a folder (any depth, e.g. hive-style ``day=…/policy=…``
+    partitions), in a stable order; hidden and ``_``-prefixed entries are skipped."""
+    files = [
+        f
+        for f in path.rglob("*")
+        if f.is_file()
+        and f.suffix.lower() in (".parquet", ".pq")
+        and not any(part.startswith((".", "_")) for part in f.relative_to(path).parts)
+    ]
+    return sorted(files, key=lambda f: f.relative_to(path).parts)
+
+
+def parquet_folder_columns(files: list[Path]) -> tuple[list[str], int]:
+    """The columns every file has (the first file's, in its order) and the total rows; a
+    file that cannot be read, or whose columns differ, is named."""
+    cols: list[str] | None = None
+    total = 0
+    for f in files:
+        try:
+            names, n = parquet_columns(f)
+        except FileProblem as e:
+            raise FileProblem("file", f"{f}: {e.reason}") from None
+        if cols is None:
+            cols = names
+        elif set(names) != set(cols):
+            raise FileProblem(
+                "file", f"{f}: its columns {sorted(names)} differ from {files[0]}'s {sorted(cols)}"
+            )
+        total += n
+    return cols or [], total
+
+
+def iter_parquet_files(
+    files: list[Path], batch_size: int, columns: list[str] | None = None, *, named: bool = True
+) -> Iterator[Chunk]:
+    """Chunks of several Parquet files read one after the other (only ``columns`` when
+    given); "line" is the 1-based row number counted across the files in order. A row
+    group that cannot be decoded raises :class:`FileProblem` at its first row (naming the
+    file when ``named``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
     start = 0
-    done_groups = 0
-    batches = pf.iter_batches(batch_size=batch_size)
-    while True:
-        try:
-            batch = next(batches, None)
-        except (pa.ArrowException, OSError) as e:
-            raise FileProblem(
-                "file",
-                f"cannot decode the Parquet data from this row on ({e}); nothing from here on "
-                "was read",
-                start + 1,
-            ) from None
-        if batch is None:
-            break
-        n = batch.num_rows
-        if n == 0:
-            continue
-        done_groups += n
-        yield Chunk(
-            start,
-            np.arange(start + 1, start + n + 1, dtype=np.int64),
-            table=pa.Table.from_batches([batch]),
-            rows=np.arange(n),
-            position=done_groups,
-        )
-        start += n
+    for f in files:
+        batches = pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as e:
+                where = f"{f}: " if named else ""
+                raise FileProblem(
+                    "file",
+                    f"{where}cannot decode the Parquet data from this row on ({e}); nothing "
+                    "from here on was read",
+                    start + 1,
+                ) from None
+            if batch is None:
+                break
+            n = batch.num_rows
+            if n == 0:
+                continue
+            yield Chunk(
+                start,
+                np.arange(start + 1, start + n + 1, dtype=np.int64),
+                table=pa.Table.from_batches([batch]),
+                rows=np.arange(n),
+                position=start + n,
+            )
+            start += n
 
 
 def iter_table(table: Any, batch_size: int) -> Iterator[Chunk]:

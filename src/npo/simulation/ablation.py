@@ -1090,7 +1090,7 @@ The CS monitor is a level monitor with a time-uniform guarantee over an unbounde
 (its band is the intersection of two restarted sequences, the younger of which follows a
 change within about half a window), not a change detector; the e-detector is NPO's change
 detector. The calibrated peers' settings are matched empirically on these streams only (no
-guarantee elsewhere). `benchmarks/results/RESULTS.md` compares the monitors
+guarantee elsewhere). [`docs/benchmarks.md`](benchmarks.md) compares the monitors
 on Bernoulli streams over 500 seeds, with an oracle CUSUM.
 
 ## 6. Feedback kinds

@@ -28,7 +28,7 @@ estimators' numpy arrays. Scans read committed data on their own connection.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -353,6 +353,22 @@ class Store(ABC):
         the decision time (feedback) or the event time. ``as_numpy``: a dict of numpy
         arrays, converted one column at a time (peak memory: the Arrow result plus one
         column)."""
+
+    @abstractmethod
+    def scan_batches(
+        self,
+        kind: EventKind,
+        columns: Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        segment: str | None = None,
+        policy_version: str | None = None,
+    ) -> Iterator[Any]:
+        """:meth:`scan` streamed as ``pyarrow.RecordBatch`` es (one batch in memory at a
+        time). Feedback may also ask for its decision's ``decision_id``, ``scores``,
+        ``scenario_id`` and its scenario's ``features``, and comes in decision order (the
+        reviews of one decision are consecutive)."""
 
     @abstractmethod
     def summary(

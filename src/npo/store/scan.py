@@ -12,7 +12,7 @@ column at a time, so the peak stays under twice the bytes of the columns read).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -151,6 +151,60 @@ def _where(
     return " AND ".join(out) if out else "1 = 1"
 
 
+def _select(
+    store: Any,
+    kind: str,
+    columns: Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    segment: str | None,
+    policy_version: str | None,
+    *,
+    joined: bool = False,
+) -> tuple[str, list[str], str | None]:
+    """``(SELECT, columns, WHERE)`` of a scan of ``kind``: ``seq`` order; ``joined``
+    (feedback): the :data:`JOINED` columns may be asked for and the rows come in decision
+    order. Unknown kinds and columns are errors naming them."""
+    if kind not in _TIME:
+        raise ValidationFailed(
+            [ItemError(0, "kind", f"must be scenarios, decisions or feedback, got {kind!r}")]
+        )
+    table = BY_NAME[kind]
+    extra = JOINED if joined and kind == "feedback" else {}
+    own = [*table.names, *(["label"] if kind == "feedback" else [])]
+    known = [*own, *extra]
+    cols = list(columns) if columns is not None else (list(table.names) if joined else own)
+    bad = [c for c in cols if c not in known]
+    if bad:
+        raise ValidationFailed(
+            [ItemError(0, "columns", f"unknown column {c!r}; {kind} has {known}") for c in bad]
+        )
+    where = _where(store, kind, "t", since, until, segment, policy_version)
+    exprs = []
+    for c in cols:
+        if c == "label":
+            exprs.append(f"{LABEL} AS label")
+        elif c == "features" and extra:
+            exprs.append(f"COALESCE(s.features, {store._dialect.empty(c)}) AS features")
+        elif c in extra:
+            exprs.append(f"{extra[c]} AS {c}")
+        elif c in _NULLABLE:
+            exprs.append(f"COALESCE(t.{c}, {_NULLABLE[c]}) AS {c}")
+        elif c in ("comment", "features"):
+            exprs.append(f"COALESCE(t.{c}, {store._dialect.empty(c)}) AS {c}")
+        else:
+            exprs.append(f"t.{c}")
+    source, order = f"{kind} t", "t.seq"
+    if extra:
+        if set(extra) & set(cols):
+            source += " JOIN decisions d ON d.seq = t.decision_seq"
+        if "features" in cols:
+            source += " LEFT JOIN scenarios s ON s.id = d.scenario_id"
+        order = "t.decision_seq, t.seq"
+    sql = f"SELECT {', '.join(exprs)} FROM {source} WHERE {where or '1 = 0'} ORDER BY {order}"
+    return sql, cols, where
+
+
 # --------------------------------------------------------------------------------------
 def scan(
     store: Any,
@@ -167,30 +221,8 @@ def scan(
     a dict of numpy arrays instead, converted one column at a time (names decoded)."""
     import pyarrow as pa
 
-    if kind not in _TIME:
-        raise ValidationFailed(
-            [ItemError(0, "kind", f"must be scenarios, decisions or feedback, got {kind!r}")]
-        )
+    sql, cols, where = _select(store, kind, columns, since, until, segment, policy_version)
     table = BY_NAME[kind]
-    known = [*table.names, *(["label"] if kind == "feedback" else [])]
-    cols = list(columns) if columns is not None else known
-    bad = [c for c in cols if c not in known]
-    if bad:
-        raise ValidationFailed(
-            [ItemError(0, "columns", f"unknown column {c!r}; {kind} has {known}") for c in bad]
-        )
-    where = _where(store, kind, "t", since, until, segment, policy_version)
-    exprs = []
-    for c in cols:
-        if c == "label":
-            exprs.append(f"{LABEL} AS label")
-        elif c in _NULLABLE:
-            exprs.append(f"COALESCE(t.{c}, {_NULLABLE[c]}) AS {c}")
-        elif c in ("comment", "features"):
-            exprs.append(f"COALESCE(t.{c}, {store._dialect.empty(c)}) AS {c}")
-        else:
-            exprs.append(f"t.{c}")
-    sql = f"SELECT {', '.join(exprs)} FROM {kind} t WHERE {where or '1 = 0'} ORDER BY t.seq"
     names = NAME_COLUMNS_FEEDBACK if kind == "feedback" else NAME_COLUMNS
     if as_numpy:
         count = store._x(f"SELECT count(*) FROM {kind} t WHERE {where or '1 = 0'}").fetchone()
@@ -217,6 +249,73 @@ def scan(
             a = _dictionary(a, store._names_of(names[c]))
         arrays.append(a)
     return pa.table(dict(zip(cols, arrays, strict=True)))
+
+
+#: columns of a feedback scan that come from its decision / scenario (joined)
+JOINED = {
+    "decision_id": "d.id",
+    "scores": "d.scores",
+    "scenario_id": "d.scenario_id",
+    "features": "s.features",
+}
+
+
+def scan_batches(
+    store: Any,
+    kind: str,
+    columns: Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    segment: str | None,
+    policy_version: str | None,
+) -> Iterator[Any]:
+    """``Store.scan_batches``: :func:`scan` streamed as pyarrow RecordBatches (at most the
+    driver's batch size each), so a reader holds one batch at a time. Name columns come
+    as ``dictionary<int32, string>``. Feedback may also ask for its decision's
+    ``decision_id``, ``scores`` and ``scenario_id`` and the scenario's ``features``
+    (joined by key; ``features`` empty when the scenario has none or is not stored) and
+    comes in decision order (``decision_seq``, then ``seq``): the reviews of one decision
+    are consecutive. Other kinds come in ``seq`` order."""
+    import pyarrow as pa
+
+    sql, cols, _ = _select(store, kind, columns, since, until, segment, policy_version, joined=True)
+    table = BY_NAME[kind]
+    names = NAME_COLUMNS_FEEDBACK if kind == "feedback" else NAME_COLUMNS
+    decode = {c: store._names_of(names[c]) for c in cols if c in names}
+    types = {c.name: c.type for c in table.columns}
+    types.update(label="i16", decision_id="text", scenario_id="text")
+    types.update(scores="blob", features="blob")
+    schema = pa.schema(
+        [
+            (c, pa.dictionary(pa.int32(), pa.string()))
+            if c in decode
+            else (c, ARROW_TYPES["i64" if types[c] == "seq" else types[c]])
+            for c in cols
+        ]
+    )
+    with store._lock:
+        cur = store._scan_cursor()
+        try:
+            cur.execute(sql)
+            reader = cur.fetch_record_batch()
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                arrays = []
+                for c, field in zip(cols, schema, strict=True):
+                    a = batch.column(c)
+                    if c in decode:
+                        a = _dictionary(pa.chunked_array([a]), decode[c]).chunk(0)
+                    elif a.type != field.type:
+                        a = a.cast(field.type)
+                    arrays.append(a)
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        except Exception as exc:
+            if isinstance(exc, GeneratorExit):
+                raise
+            raise store._translate(exc) from None
+        finally:
+            cur.close()
 
 
 def _stream(store: Any, sql: str, cols: list[str], n: int) -> dict[str, np.ndarray]:

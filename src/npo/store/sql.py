@@ -379,6 +379,18 @@ class SQLStore(Store):
     ) -> Any:
         return scan.scan(self, kind, columns, since, until, segment, policy_version, as_numpy)
 
+    def scan_batches(
+        self,
+        kind: str,
+        columns: Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        segment: str | None = None,
+        policy_version: str | None = None,
+    ) -> Iterator[Any]:
+        return scan.scan_batches(self, kind, columns, since, until, segment, policy_version)
+
     def summary(
         self,
         *,

@@ -51,7 +51,7 @@ cost action and ``m = E_DEFER − E_â``; the rule acts iff ``m ≥ τ``, i.e. w
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +60,7 @@ import numpy as np
 from npo.domain import ActionSpace, CostMatrix, ThresholdSet
 from npo.domain.records import as_threshold
 from npo.errors import ItemError, ValidationFailed
+from npo.estimation.intervals import Interval
 from npo.tuning.bounds import eb_upper, hb_pvalue
 
 Per = Literal["global", "action", "segment", "segment_action"]
@@ -81,6 +82,24 @@ class Sweep:
     threshold: np.ndarray
     loss: np.ndarray
     defer: np.ndarray
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Per labelled row (abstentions dropped): the rule's statistic ``m`` (act iff
+    ``m ≥ τ``), the costs of acting and of deferring against the person's label, the IPW
+    weight ``w = 1/p``, the segment code, the action the rule would take, and the row's
+    threshold group ``0..n_groups−1`` (see ``per``); ``cost`` is the ``(K+1, K)`` matrix."""
+
+    m: np.ndarray
+    c_act: np.ndarray
+    c_def: np.ndarray
+    w: np.ndarray
+    segment: np.ndarray
+    best: np.ndarray
+    group: np.ndarray
+    n_groups: int
+    cost: np.ndarray
 
 
 def sweep(
@@ -406,15 +425,122 @@ class ThresholdTuner:
         return float(sw.threshold[j]), float(sw.loss[j] / w.sum())
 
     # -- point mode ------------------------------------------------------------------------
-    def _groups(self, g: np.ndarray, best: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    def _groups(
+        self, g: np.ndarray, best: np.ndarray, k: int, n_seg: int
+    ) -> tuple[np.ndarray, int]:
         if self.per == "global":
             return np.zeros_like(best), 1
         if self.per == "action":
             return best.astype(np.intp), k
-        n_seg = int(g.max()) + 1 if g.size else 1
         if self.per == "segment":
             return g, n_seg
         return g * k + best, n_seg * k
+
+    def loss_terms(
+        self,
+        scores: np.ndarray,
+        labels: np.ndarray,
+        propensity: np.ndarray | None,
+        cost: CostMatrix | np.ndarray,
+        *,
+        segments: np.ndarray | None = None,
+        n_segments: int | None = None,
+    ) -> LossTerms:
+        """The point-mode inputs of the sweep for labelled rows (abstentions dropped): what
+        :meth:`fit` sorts, exposed so that an engine can compute them partition by
+        partition (:mod:`npo.engine`). ``n_segments``: the number of segment codes (default:
+        the largest code + 1)."""
+        m, y, p, c, g, best = self._prepare(scores, labels, propensity, cost, segments)
+        keep = y >= 0
+        m, y, p, g, best = m[keep], y[keep], p[keep], g[keep], best[keep]
+        k = c.shape[1]
+        n_seg = n_segments if n_segments is not None else (int(g.max()) + 1 if g.size else 1)
+        grp, n_grp = self._groups(g, best, k, n_seg)
+        return LossTerms(m, c[best, y], c[-1, y], 1.0 / p, g, best, grp, n_grp, c)
+
+    @property
+    def score_max(self) -> float:
+        """The largest possible ``m`` (a threshold above it never acts): 1 for the argmax
+        rule, unbounded for the minimum-cost rule's margin."""
+        return 1.0 if self.rule == "argmax" else np.inf
+
+    def deferral_caps(
+        self, segment_names: Sequence[str], segment_weights: Sequence[float], total_weight: float
+    ) -> tuple[float | None, dict[int, float]]:
+        """The deferral budgets as caps on ``Σ_defer w``: overall (``None`` without a budget)
+        and per segment code (``segment_weights[i]``: ``Σ w`` of segment ``i``)."""
+        seg_caps: dict[int, float] = {}
+        names = tuple(segment_names)
+        for name, b in self.segment_budgets.items():
+            if name not in names:
+                raise _bad(f"segment_budgets[{name}]", f"unknown segment; known: {list(names)}")
+            si = names.index(name)
+            seg_caps[si] = b * float(segment_weights[si])
+        if seg_caps and self.per in ("global", "action"):
+            raise _bad("segment_budgets", "need per='segment' or per='segment_action'")
+        cap = None if self.deferral_budget is None else self.deferral_budget * total_weight
+        return cap, seg_caps
+
+    def thresholds_from_sweeps(
+        self,
+        sweeps: Sequence[Sweep],
+        *,
+        segment_names: Sequence[str],
+        segment_weights: Sequence[float],
+        total_weight: float,
+        k: int,
+        common: Callable[[], Sweep],
+    ) -> tuple[np.ndarray, bool, tuple[str, ...]]:
+        """Choose one candidate per group from its sweep under the deferral budgets and
+        lay the thresholds out as the ``(G + 1, K)`` table of :class:`TuningResult`.
+        ``common()`` is the sweep of one threshold shared by every group (asked for only
+        when it can beat the per-group solution). Returns ``(table, feasible, notes)``.
+        The choice only ever looks at each sweep's lower convex hull, its best point under
+        each cap and its extremes, so a sweep restricted to such points gives the same
+        answer (what :mod:`npo.engine.sweep` relies on)."""
+        n_grp = len(sweeps)
+        names = tuple(segment_names)
+        seg_of = np.zeros(n_grp, dtype=np.intp)
+        if self.per == "segment":
+            seg_of = np.arange(n_grp)
+        elif self.per == "segment_action":
+            seg_of = np.arange(n_grp) // k
+        cap, seg_caps = self.deferral_caps(names, segment_weights, total_weight)
+        notes: list[str] = []
+        choice, feasible = _choose(list(sweeps), seg_of, seg_caps, cap)
+        thr = [float(sw.threshold[j]) for sw, j in zip(sweeps, choice, strict=True)]
+        if n_grp > 1 and cap is not None and not seg_caps:
+            # The Lagrangian only reaches hull points; one common threshold is also feasible
+            # for the shared budget, so keep whichever is better.
+            both = common()
+            (jc,), ok_c = _choose([both], np.zeros(1, np.intp), {}, cap)
+            lagr = sum(float(sw.loss[j]) for sw, j in zip(sweeps, choice, strict=True))
+            if ok_c and (not feasible or float(both.loss[jc]) < lagr):
+                thr = [float(both.threshold[jc])] * n_grp
+                feasible = True
+                notes.append("a common threshold beat the Lagrangian per-group solution")
+        if not feasible:
+            notes.append("deferral budget cannot be met; returned the least-deferring rule")
+        n_seg_rows = len(names) if self.per in ("segment", "segment_action") else 0
+        table = np.full((n_seg_rows + 1, k), np.inf)  # unseen segments / actions: never act
+        for j in range(n_grp):
+            t = thr[j]
+            if self.per == "global":
+                table[:, :] = t
+            elif self.per == "action":
+                table[:, j] = t
+            elif self.per == "segment":
+                table[j, :] = t
+            else:
+                table[j // k, j % k] = t
+        return table, feasible, tuple(notes)
+
+    def applied(self, table: np.ndarray, terms: LossTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's cost and whether it is deferred under ``table``."""
+        segmented = self.per in ("segment", "segment_action")
+        row = terms.segment if segmented else np.zeros(terms.m.shape[0], np.intp)
+        acted = terms.m >= table[row, terms.best]
+        return np.where(acted, terms.c_act, terms.c_def), ~acted
 
     def _fit_loss(
         self,
@@ -428,68 +554,39 @@ class ThresholdTuner:
         k: int,
     ) -> TuningResult:
         keep = y >= 0
-        m, y, p, g, best = m[keep], y[keep], p[keep], g[keep], best[keep]
-        n = int(y.shape[0])
-        if n == 0:
+        if not keep.any():
             raise _bad("labels", "no labelled (like/override) feedback to tune on")
-        w = 1.0 / p
-        top = 1.0 if self.rule == "argmax" else np.inf
-        c_act = c[best, y]
-        c_def = c[-1, y]
-        grp, n_grp = self._groups(g, best, k)
+        gl = g[keep]
+        n_seg = int(gl.max()) + 1 if gl.size else 1
+        grp, n_grp = self._groups(gl, best[keep], k, n_seg)
+        t = LossTerms(
+            m[keep],
+            c[best[keep], y[keep]],
+            c[-1, y[keep]],
+            1.0 / p[keep],
+            gl,
+            best[keep],
+            grp,
+            n_grp,
+            c,
+        )
+        top = self.score_max
         sweeps = [
-            sweep(m[grp == j], c_act[grp == j], c_def[grp == j], w[grp == j], score_max=top)
+            sweep(t.m[grp == j], t.c_act[grp == j], t.c_def[grp == j], t.w[grp == j], score_max=top)
             for j in range(n_grp)
         ]
-        # segment of each group, and the per-segment / global deferral budgets (as weights)
-        seg_of = np.zeros(n_grp, dtype=np.intp)
-        if self.per == "segment":
-            seg_of = np.arange(n_grp)
-        elif self.per == "segment_action":
-            seg_of = np.arange(n_grp) // k
-        total_w = float(w.sum())
-        seg_caps: dict[int, float] = {}
-        notes: list[str] = []
-        for name, b in self.segment_budgets.items():
-            if name not in names:
-                raise _bad(f"segment_budgets[{name}]", f"unknown segment; known: {list(names)}")
-            si = names.index(name)
-            seg_caps[si] = b * float(w[g == si].sum())
-        if seg_caps and self.per in ("global", "action"):
-            raise _bad("segment_budgets", "need per='segment' or per='segment_action'")
-        cap = None if self.deferral_budget is None else self.deferral_budget * total_w
-        choice, feasible = _choose(sweeps, seg_of, seg_caps, cap)
-        thr = [float(sw.threshold[j]) for sw, j in zip(sweeps, choice, strict=True)]
-        if n_grp > 1 and cap is not None and not seg_caps:
-            # The Lagrangian only reaches hull points; one common threshold is also feasible
-            # for the shared budget, so keep whichever is better.
-            common = sweep(m, c_act, c_def, w, score_max=top)
-            (jc,), ok_c = _choose([common], np.zeros(1, np.intp), {}, cap)
-            lagr = sum(float(sw.loss[j]) for sw, j in zip(sweeps, choice, strict=True))
-            if ok_c and (not feasible or float(common.loss[jc]) < lagr):
-                thr = [float(common.threshold[jc])] * n_grp
-                feasible = True
-                notes.append("a common threshold beat the Lagrangian per-group solution")
-        if not feasible:
-            notes.append("deferral budget cannot be met; returned the least-deferring rule")
-        # thresholds table
+        table, feasible, notes = self.thresholds_from_sweeps(
+            sweeps,
+            segment_names=names,
+            segment_weights=[float(t.w[gl == si].sum()) for si in range(len(names))],
+            total_weight=float(t.w.sum()),
+            k=k,
+            common=lambda: sweep(t.m, t.c_act, t.c_def, t.w, score_max=top),
+        )
+        cost_i, deferred = self.applied(table, t)
         n_seg_rows = len(names) if self.per in ("segment", "segment_action") else 0
-        table = np.full((n_seg_rows + 1, k), np.inf)  # unseen segments / actions: never act
-        for j in range(n_grp):
-            t = thr[j]
-            if self.per == "global":
-                table[:, :] = t
-            elif self.per == "action":
-                table[:, j] = t
-            elif self.per == "segment":
-                table[j, :] = t
-            else:
-                table[j // k, j % k] = t
-        tau = table[g if n_seg_rows else np.full(n, 0, np.intp), best]
-        acted = m >= tau
-        cost_i = np.where(acted, c_act, c_def)
         return self._result(
-            "loss", table, names[:n_seg_rows], cost_i, ~acted, w, c, feasible, tuple(notes)
+            "loss", table, names[:n_seg_rows], cost_i, deferred, t.w, c, feasible, notes
         )
 
     def _result(
@@ -510,17 +607,32 @@ class ThresholdTuner:
         cmax = float(c.max()) if c.max() > 0 else 1.0
         li = empirical_bernstein_interval(cost_i, w, delta=self.delta, lower=0.0, upper=cmax)
         di = empirical_bernstein_interval(deferred.astype(float), w, delta=self.delta)
+        return self.result(objective, table, segs, li, di, feasible, notes, **extra)
+
+    def result(
+        self,
+        objective: str,
+        table: np.ndarray,
+        segments: tuple[str, ...],
+        loss: Interval,
+        deferral: Interval,
+        feasible: bool,
+        notes: tuple[str, ...],
+        **extra: Any,
+    ) -> TuningResult:
+        """The :class:`TuningResult` of a chosen ``table`` from its ``1 − δ`` intervals on
+        the loss (costs in ``[0, C_max]``) and on the deferral rate."""
         return TuningResult(
             objective=objective,
             per=self.per,
             table=table,
-            segments=segs,
-            loss=li.estimate,
-            loss_interval=(li.lower, li.upper),
-            deferral_rate=di.estimate,
-            deferral_interval=(di.lower, di.upper),
-            n=int(cost_i.shape[0]),
-            ess=li.ess,
+            segments=segments,
+            loss=loss.estimate,
+            loss_interval=(loss.lower, loss.upper),
+            deferral_rate=deferral.estimate,
+            deferral_interval=(deferral.lower, deferral.upper),
+            n=int(loss.n),
+            ess=loss.ess,
             delta=self.delta,
             feasible=feasible,
             notes=notes,

@@ -2,10 +2,18 @@
 
 from npo.validation.validator import (
     AlphaSpending,
+    PairedSums,
     PolicyValidator,
     SegmentEvidence,
     Verdict,
     time_split,
 )
 
-__all__ = ["AlphaSpending", "PolicyValidator", "SegmentEvidence", "Verdict", "time_split"]
+__all__ = [
+    "AlphaSpending",
+    "PairedSums",
+    "PolicyValidator",
+    "SegmentEvidence",
+    "Verdict",
+    "time_split",
+]

@@ -270,48 +270,81 @@ class PolicyValidator:
         n = int(y.shape[0])
         if n < 2:
             raise _bad("labels", f"needs at least 2 labelled reviews, got {n}")
-        w = 1.0 / p
-        cc, ci = c[dc, y], c[di, y]
-        diff = cc - ci
-        cmax = max(float(c.max()), 1e-12)
-        finite = self.p_min is not None
-        test: _Test = (
-            _FiniteSampleTest(diff, w, cmax, self.p_min)  # type: ignore[arg-type]
-            if finite
-            else _AsymptoticTest(diff, w, cmax)
-        )
-        threshold = (-self.margin or 0.0) if self.mode == "superiority" else self.margin
-        all_rows = np.ones(n, bool)
-        better = test.evidence_below(all_rows, threshold, level)
-        worse = test.evidence_above(all_rows, 0.0, level)
-        lo, hi = test.bounds(all_rows, level)
-        est = float(np.dot(w, diff) / w.sum())
-        ess = float(w.sum() ** 2 / np.dot(w, w))
         n_seg = max(int(g.max()) + 1, len(segment_names))
         names = tuple(segment_names) or tuple(f"segment-{i}" for i in range(n_seg))
         if len(names) < n_seg:
             raise _bad("segment_names", f"needs a name for each of {n_seg} segment codes")
-        judged = [j for j in range(n_seg) if np.count_nonzero(g == j) >= self.min_segment_n]
+        w = 1.0 / p
+        cc, ci = c[dc, y], c[di, y]
+        overall = PairedSums.of_rows(cc, ci, w)
+        per_segment = {
+            names[j]: PairedSums.of_rows(cc[g == j], ci[g == j], w[g == j]) for j in range(n_seg)
+        }
+        return self.verdict_from_sums(
+            overall,
+            per_segment if (n_seg > 1 or segments is not None) else {},
+            cost=c,
+            candidate=candidate,
+            incumbent=incumbent,
+            delta=level,
+        )
+
+    def verdict_from_sums(
+        self,
+        overall: PairedSums,
+        segments: Mapping[str, PairedSums],
+        *,
+        cost: CostMatrix | np.ndarray,
+        candidate: str | None = None,
+        incumbent: str | None = None,
+        delta: float | None = None,
+    ) -> Verdict:
+        """The verdict from the mergeable sums of the labelled reviews: ``overall`` and one
+        per segment (in order; segments with fewer than ``min_segment_n`` reviews are not
+        judged). :meth:`validate` is this on sums of its arrays; an engine computes the same
+        sums partition by partition (:mod:`npo.engine`)."""
+        level = self.delta if delta is None else float(delta)
+        if not 0.0 < level < 1.0:
+            raise _bad("delta", f"must lie in (0, 1), got {delta}")
+        c = cost.array if isinstance(cost, CostMatrix) else np.asarray(cost, dtype=np.float64)
+        n = overall.n
+        if n < 2:
+            raise _bad("labels", f"needs at least 2 labelled reviews, got {n}")
+        cmax = max(float(c.max()), 1e-12)
+        finite = self.p_min is not None
+        if finite and overall.min_propensity < self.p_min:  # type: ignore[operator]
+            raise _bad(
+                "propensity",
+                f"a propensity {overall.min_propensity:g} is below the design's "
+                f"p_min={self.p_min:g}",
+            )
+        test: _Test = (
+            _FiniteSampleTest(cmax, self.p_min)  # type: ignore[arg-type]
+            if finite
+            else _AsymptoticTest(cmax)
+        )
+        threshold = (-self.margin or 0.0) if self.mode == "superiority" else self.margin
+        better = test.evidence_below(overall, threshold, level)
+        worse = test.evidence_above(overall, 0.0, level)
+        lo, hi = test.bounds(overall, level)
+        judged = {g: sm for g, sm in segments.items() if sm.n >= self.min_segment_n}
         seg_delta = level / max(len(judged), 1)
         evidence: list[SegmentEvidence] = []
-        if n_seg > 1 or segments is not None:
-            for j in judged:
-                mask = g == j
-                tol = self._tol(names[j])
-                sl, su = test.bounds(mask, seg_delta)
-                se = float(np.dot(w[mask], diff[mask]) / w[mask].sum())
-                evidence.append(
-                    SegmentEvidence(
-                        names[j],
-                        int(np.count_nonzero(mask)),
-                        se,
-                        sl,
-                        su,
-                        tol,
-                        regressed=se > tol,
-                        significant=test.evidence_above(mask, tol, seg_delta),
-                    )
+        for name, sm in judged.items():
+            tol = self._tol(name)
+            sl, su = test.bounds(sm, seg_delta)
+            evidence.append(
+                SegmentEvidence(
+                    name,
+                    sm.n,
+                    sm.diff,
+                    sl,
+                    su,
+                    tol,
+                    regressed=sm.diff > tol,
+                    significant=test.evidence_above(sm, tol, seg_delta),
                 )
+            )
         reasons: list[str] = []
         regressed = [e.segment for e in evidence if e.regressed]
         significant = [e.segment for e in evidence if e.significant]
@@ -343,10 +376,10 @@ class PolicyValidator:
             margin=self.margin,
             delta=level,
             n=n,
-            ess=ess,
-            loss_candidate=float(np.dot(w, cc) / w.sum()),
-            loss_incumbent=float(np.dot(w, ci) / w.sum()),
-            diff=est,
+            ess=overall.ess,
+            loss_candidate=overall.loss_candidate,
+            loss_incumbent=overall.loss_incumbent,
+            diff=overall.diff,
             diff_lower=lo,
             diff_upper=hi,
             segments=tuple(evidence),
@@ -357,42 +390,159 @@ class PolicyValidator:
         )
 
 
-class _Test:
-    """One-sided tests about ``Δ = E[D]`` on the rows selected by a mask."""
+#: blocks of consecutive rows over which the finite-sample test's bets are constant
+N_BLOCKS = 32
 
-    def evidence_below(self, mask: np.ndarray, m: float, delta: float) -> bool:
+
+@dataclass(frozen=True)
+class PairedSums:
+    """Mergeable sums of the paired differences ``D = C[c, y] − C[b, y]`` over a set of
+    labelled reviews: everything a verdict needs from its rows.
+
+    With ``w = 1/p``: ``n``, ``Σw``, ``Σw D``, ``Σw²``, ``Σw² D``, ``Σw² D²`` (the Hájek
+    mean and its empirical-Bernstein bound), ``Σw C[c, y]``, ``Σw C[b, y]`` (both losses),
+    the smallest propensity, and ``blocks``: per block of consecutive rows (32 blocks of
+    the rows in their order), ``count``, ``Σa``, ``Σb``, ``Σa²``, ``Σab``, ``Σb²`` with
+    ``a = w D``, ``b = w`` (the finite-sample test). Rows are placed in blocks by their
+    rank in the whole set, so sums of consecutive slices (partitions in order, each
+    knowing where it starts) add up to the sums of the whole: :meth:`merge`.
+    """
+
+    n: int
+    sum_w: float
+    sum_wd: float
+    sum_w2: float
+    sum_w2d: float
+    sum_w2d2: float
+    sum_wcc: float
+    sum_wci: float
+    min_propensity: float
+    blocks: np.ndarray
+
+    @classmethod
+    def of_rows(
+        cls,
+        cost_candidate: np.ndarray,
+        cost_incumbent: np.ndarray,
+        w: np.ndarray,
+        *,
+        start: int = 0,
+        total: int | None = None,
+    ) -> PairedSums:
+        """Sums of rows ``start .. start + len − 1`` of a set of ``total`` rows (default:
+        these rows are the whole set)."""
+        cc = np.asarray(cost_candidate, dtype=np.float64)
+        ci = np.asarray(cost_incumbent, dtype=np.float64)
+        w = np.asarray(w, dtype=np.float64)
+        n = int(w.shape[0])
+        total = n if total is None else int(total)
+        d = cc - ci
+        a = w * d
+        nb = max(1, min(N_BLOCKS, total))
+        blk = ((start + np.arange(n)) * nb) // max(total, 1)
+
+        def s(v: np.ndarray) -> np.ndarray:
+            return np.bincount(blk, weights=v, minlength=N_BLOCKS)
+
+        w2 = w * w
+        return cls(
+            n=n,
+            sum_w=float(w.sum()),
+            sum_wd=float(np.dot(w, d)),
+            sum_w2=float(w2.sum()),
+            sum_w2d=float(np.dot(w2, d)),
+            sum_w2d2=float(np.dot(w2, d * d)),
+            sum_wcc=float(np.dot(w, cc)),
+            sum_wci=float(np.dot(w, ci)),
+            min_propensity=float(1.0 / w.max()) if n else 1.0,
+            blocks=np.stack([s(np.ones(n)), s(a), s(w), s(a * a), s(a * w), s(w2)]),
+        )
+
+    def merge(self, other: PairedSums) -> PairedSums:
+        """The sums of both sets of rows (the blocks of slices of one ordered set)."""
+        return PairedSums(
+            n=self.n + other.n,
+            sum_w=self.sum_w + other.sum_w,
+            sum_wd=self.sum_wd + other.sum_wd,
+            sum_w2=self.sum_w2 + other.sum_w2,
+            sum_w2d=self.sum_w2d + other.sum_w2d,
+            sum_w2d2=self.sum_w2d2 + other.sum_w2d2,
+            sum_wcc=self.sum_wcc + other.sum_wcc,
+            sum_wci=self.sum_wci + other.sum_wci,
+            min_propensity=min(self.min_propensity, other.min_propensity),
+            blocks=self.blocks + other.blocks,
+        )
+
+    __add__ = merge
+
+    @property
+    def diff(self) -> float:
+        """Hájek estimate of ``Δ = L(candidate) − L(incumbent)``."""
+        return self.sum_wd / self.sum_w if self.sum_w > 0 else math.nan
+
+    @property
+    def ess(self) -> float:
+        return self.sum_w**2 / self.sum_w2 if self.sum_w2 > 0 else 0.0
+
+    @property
+    def loss_candidate(self) -> float:
+        return self.sum_wcc / self.sum_w if self.sum_w > 0 else math.nan
+
+    @property
+    def loss_incumbent(self) -> float:
+        return self.sum_wci / self.sum_w if self.sum_w > 0 else math.nan
+
+    def block_sums(self, sign: float) -> tuple[np.ndarray, ...]:
+        """``(count, Σa, Σb, Σa², Σab, Σb²)`` per block with ``a = sign · w D``."""
+        cnt, sa, sb, saa, sab, sbb = self.blocks
+        nb = max(1, min(N_BLOCKS, self.n))
+        return cnt[:nb], sign * sa[:nb], sb[:nb], saa[:nb], sign * sab[:nb], sbb[:nb]
+
+
+class _Test:
+    """One-sided tests about ``Δ = E[D]`` on the rows summarised by a :class:`PairedSums`."""
+
+    def evidence_below(self, sums: PairedSums, m: float, delta: float) -> bool:
         """Is ``H: Δ ≥ m`` rejected at level ``delta``?"""
         raise NotImplementedError
 
-    def evidence_above(self, mask: np.ndarray, m: float, delta: float) -> bool:
+    def evidence_above(self, sums: PairedSums, m: float, delta: float) -> bool:
         """Is ``H: Δ ≤ m`` rejected at level ``delta``?"""
         raise NotImplementedError
 
-    def bounds(self, mask: np.ndarray, delta: float) -> tuple[float, float]:
+    def bounds(self, sums: PairedSums, delta: float) -> tuple[float, float]:
         """One-sided ``1 − delta`` lower and upper confidence bounds of ``Δ``."""
         raise NotImplementedError
 
 
 class _AsymptoticTest(_Test):
     """Empirical-Bernstein bounds of the Hájek mean with Kish's effective sample size
-    (a linearisation: asymptotic, see :mod:`npo.estimation.intervals`)."""
+    (a linearisation: asymptotic, see :mod:`npo.estimation.intervals`), from the sums:
+    ``σ̂² = Σ w² (D − Δ̂)² / Σ w² · n_eff / (n_eff − 1)`` with
+    ``Σ w² (D − Δ̂)² = Σw²D² − 2 Δ̂ Σw²D + Δ̂² Σw²``, range ``2 C_max``."""
 
-    def __init__(self, diff: np.ndarray, w: np.ndarray, cmax: float) -> None:
-        self.diff, self.w, self.cmax = diff, w, cmax
+    def __init__(self, cmax: float) -> None:
+        self.cmax = cmax
 
-    def bounds(self, mask: np.ndarray, delta: float) -> tuple[float, float]:
-        from npo.estimation.intervals import empirical_bernstein_upper
+    def bounds(self, sums: PairedSums, delta: float) -> tuple[float, float]:
+        from npo.estimation.intervals import eb_halfwidth
 
-        x, ww, c = self.diff[mask], self.w[mask], self.cmax
-        hi = empirical_bernstein_upper(x, ww, delta=delta, lower=-c, upper=c)
-        lo = -empirical_bernstein_upper(-x, ww, delta=delta, lower=-c, upper=c)
-        return lo, hi
+        c = self.cmax
+        if sums.n == 0:
+            return -c, c
+        est, ess = sums.diff, sums.ess
+        ss = sums.sum_w2d2 - 2.0 * est * sums.sum_w2d + est * est * sums.sum_w2
+        var = max(ss, 0.0) / sums.sum_w2
+        if ess > 1:
+            var *= ess / (ess - 1.0)
+        hw = float(eb_halfwidth(var, ess, math.log(2.0 / delta), 2.0 * c))
+        return max(-c, est - hw), min(c, est + hw)
 
-    def evidence_below(self, mask: np.ndarray, m: float, delta: float) -> bool:
-        return self.bounds(mask, delta)[1] < m
+    def evidence_below(self, sums: PairedSums, m: float, delta: float) -> bool:
+        return self.bounds(sums, delta)[1] < m
 
-    def evidence_above(self, mask: np.ndarray, m: float, delta: float) -> bool:
-        return self.bounds(mask, delta)[0] > m
+    def evidence_above(self, sums: PairedSums, m: float, delta: float) -> bool:
+        return self.bounds(sums, delta)[0] > m
 
 
 class _FiniteSampleTest(_Test):
@@ -401,21 +551,9 @@ class _FiniteSampleTest(_Test):
     when the plug-in empirical-Bernstein upper bound of ``E[x]`` is below 1/2. The bets are
     constant over 32 blocks of consecutive rows, so every ``m`` is a few block sums."""
 
-    def __init__(self, diff: np.ndarray, w: np.ndarray, cmax: float, p_min: float) -> None:
-        self.diff, self.w, self.cmax = diff, w, cmax
+    def __init__(self, cmax: float, p_min: float) -> None:
+        self.cmax = cmax
         self.scale = 2.0 * cmax / p_min
-
-    def _sums(self, mask: np.ndarray, sign: float) -> tuple[np.ndarray, ...]:
-        a = sign * self.w[mask] * self.diff[mask]
-        b = self.w[mask]
-        n = a.size
-        nb = max(1, min(32, n))
-        blk = (np.arange(n) * nb) // max(n, 1)
-
-        def s(v: np.ndarray) -> np.ndarray:
-            return np.bincount(blk, weights=v, minlength=nb)
-
-        return s(np.ones(n)), s(a), s(b), s(a * a), s(a * b), s(b * b)
 
     def _upper(self, sums: tuple[np.ndarray, ...], m: np.ndarray, delta: float) -> np.ndarray:
         """Upper bounds of ``E[1/2 + (a − m b) / 2A]`` for every ``m`` (shape of ``m``)."""
@@ -430,17 +568,17 @@ class _FiniteSampleTest(_Test):
         s2 = 0.25 * cnt + lin + quad
         return plugin_eb_upper(s1, s2, cnt, delta=delta)
 
-    def evidence_below(self, mask: np.ndarray, m: float, delta: float) -> bool:
-        return bool(self._upper(self._sums(mask, 1.0), np.array(m), delta) < 0.5)
+    def evidence_below(self, sums: PairedSums, m: float, delta: float) -> bool:
+        return bool(self._upper(sums.block_sums(1.0), np.array(m), delta) < 0.5)
 
-    def evidence_above(self, mask: np.ndarray, m: float, delta: float) -> bool:
+    def evidence_above(self, sums: PairedSums, m: float, delta: float) -> bool:
         # H: Δ ≤ m  <=>  E[−D] ≥ −m
-        return bool(self._upper(self._sums(mask, -1.0), np.array(-m), delta) < 0.5)
+        return bool(self._upper(sums.block_sums(-1.0), np.array(-m), delta) < 0.5)
 
-    def bounds(self, mask: np.ndarray, delta: float) -> tuple[float, float]:
+    def bounds(self, sums: PairedSums, delta: float) -> tuple[float, float]:
         """The boundaries of the rejected ``m`` (bisection to ``C_max / 2^20``): the smallest
         ``m`` with evidence ``Δ < m`` and the largest with evidence ``Δ > m``."""
-        up, down = self._sums(mask, 1.0), self._sums(mask, -1.0)
+        up, down = sums.block_sums(1.0), sums.block_sums(-1.0)
 
         def boundary(rejects: Callable[[float], bool], toward_high: bool) -> float:
             lo, hi = -self.cmax, self.cmax
