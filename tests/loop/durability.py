@@ -7,7 +7,8 @@ call that was not acknowledged after restarting a child that died -- what a clie
 crashed service does. :func:`content` is what "the same" means: the audit log's kinds and
 payloads (without their times and the ``worker`` that wrote them), every policy and
 threshold version (without creation times), the serving versions and the loop's
-checkpoint document (monitor state, trigger state, counts, cadence, alpha spending).
+checkpoint document (monitor state, trigger state, counts, cadence, alpha spending) and the
+monitor's history (without write times).
 """
 
 from __future__ import annotations
@@ -212,4 +213,9 @@ def content(db: str) -> dict[str, Any]:
             "checkpoint": None if doc is None else json.loads(doc.value["doc"]),
             "counts": store.counts(),
             "audit_ok": store.verify_audit().ok,
+            # the monitor's history without when it was written (and the checkpoint version)
+            "monitor_history": [
+                {k: v for k, v in p.to_dict().items() if k not in ("seq", "at")}
+                for p in store.monitor_history(10**9)
+            ],
         }

@@ -374,10 +374,10 @@ def _abstaining_run(path: Path, seed: int, delay: bool) -> tuple[float, float]:
             queue.append((int(t), [b.decision_id[i] for i in sel], kinds[arrive == t], want[sel]))
         due = [q for q in queue if q[0] <= step]
         queue = [q for q in queue if q[0] > step]
-        for _, ids, k, w in due:
-            loop.receive(feedback(ids, k, w, ACTIONS))
-    for _, ids, k, w in queue:  # the rest arrives at the end
-        loop.receive(feedback(ids, k, w, ACTIONS))
+        # what arrived by this step, in one batch (in the order it arrived)
+        loop.receive([r for _, ids, k, w in due for r in feedback(ids, k, w, ACTIONS)])
+    # the rest arrives at the end
+    loop.receive([r for _, ids, k, w in queue for r in feedback(ids, k, w, ACTIONS)])
     return float(loop.monitor.status.estimate), float(np.mean(truth))
 
 

@@ -148,9 +148,9 @@ def _abstention_run(tmp_path: Path, options: LoopOptions, seed: int) -> float:
     cfg = _config(monitor={"window": None, "response_floor": 0.3})
     loop = _loop(tmp_path, config=cfg, options=options, seed=seed)
     rng = np.random.default_rng(seed)
-    for step in range(100):
-        ids = [f"{step}-{i}" for i in range(100)]
-        b = loop.decide(np.zeros((100, 1)), scenario_ids=ids)
+    for step in range(25):
+        ids = [f"{step}-{i}" for i in range(400)]
+        b = loop.decide(np.zeros((400, 1)), scenario_ids=ids)
         idx = np.flatnonzero(b.review)
         want = (rng.random(idx.size) < 0.3).astype(np.int64)  # 1 = reject
         abstain = rng.random(idx.size) < 0.4

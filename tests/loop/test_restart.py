@@ -106,7 +106,8 @@ def test_killed_and_restarted_loop_ends_like_an_uninterrupted_one(
                if k == "policy.activated")  # fmt: skip
     # ... and the interrupted run ended in exactly the same place
     assert got["audit_ok"]
-    for key in ("serving", "policies", "thresholds", "counts", "checkpoint"):
+    assert len(ref["monitor_history"]) > 20
+    for key in ("serving", "policies", "thresholds", "counts", "checkpoint", "monitor_history"):
         assert got[key] == ref[key], key
     triggers = [p for k, p in got["audit"] if k == "loop.trigger"]
     assert triggers == [p for k, p in ref["audit"] if k == "loop.trigger"]

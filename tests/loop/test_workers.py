@@ -137,6 +137,10 @@ def test_four_workers_count_each_label_once_and_take_over_retraining(
     assert unpack_array(stream_state["resolved"]).sum() == counts["review_requests"]
     abst = doc["monitors"]["abstention"]["cs"]["plugin"]["t"]
     assert abst == len(first)
+    # the monitor's history, written by whichever worker moved it, one point per checkpoint
+    history = store.monitor_history(10**9)
+    assert [p.seq for p in history] == sorted({p.seq for p in history})
+    assert history[-1].n_labelled == counts["labelled"]
     # ---- one candidate per attempt; the killed worker's attempt finished elsewhere
     attempts = doc["retraining"]["attempts"]
     assert attempts >= 2

@@ -26,11 +26,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from npo.domain import DEFER, DEFER_CODE, ThresholdSet
-from npo.errors import ConflictError, ItemError, NotFound, ValidationFailed
+from npo.domain import DEFER_CODE, ThresholdSet
+from npo.errors import ItemError, NotFound, ValidationFailed
 from npo.loop.audit import AuditWriter
 from npo.loop.checkpoint import KEY, Checkpoint
 from npo.loop.config import LoopConfig
+from npo.loop.decisions import (
+    DecideInput,
+    action_names,
+    decision_table,
+    rule_decisions,
+    scenario_table,
+    stored_batch,
+)
+from npo.loop.feedback import feedback_batch
 from npo.loop.monitoring import MonitorStep, monitor_status
 from npo.loop.observations import ObservationBuilder, Observations
 from npo.loop.options import LoopOptions
@@ -39,7 +48,6 @@ from npo.loop.retraining import LEASE, AttemptRunner, RetrainScheduler
 from npo.loop.sampling import ReviewCapacity, ReviewSampling, floor_aware_budget
 from npo.monitor import Monitor, TriggerState
 from npo.policy import Policy
-from npo.policy import decide as decide_codes
 from npo.policy.decide import ThresholdTable
 from npo.store.base import MonitorPoint
 from npo.tuning import ThresholdTuner
@@ -80,10 +88,6 @@ _KIND_NAMES = np.array(["like", "override", "abstain"], dtype=object)
 
 def _bad(field_: str, reason: str, what: str = "loop input") -> ValidationFailed:
     return ValidationFailed([ItemError(0, field_, reason)], what=what)
-
-
-def _now_us() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 
 class AlignmentLoop:
@@ -171,6 +175,7 @@ class AlignmentLoop:
             "monitor": None if monitor is None else type(monitor).__name__,
         }
         self._state = self._fresh_state()
+        self._monitor_moves = 0  # loss monitor updates and resets (in memory: see _monitor_key)
         self._opening = True
         self.checkpoint = Checkpoint(
             store,
@@ -178,7 +183,7 @@ class AlignmentLoop:
             dump=self._dump,
             load=self._load,
             start=self._start,
-            watch=self._monitor_point,
+            watch=self._monitor_key,
             on_change=self._append_monitor_point,
         )
         with self._lock, self.unit():
@@ -310,6 +315,19 @@ class AlignmentLoop:
             lam_crit=float(self.config.lambda_crit),
             state="override" if self.monitors.override else self.monitors.state.name.lower(),
             policy_version=self._state["serving"]["policy"],
+        )
+
+    def _monitor_key(self) -> tuple[Any, ...]:
+        """Cheap to compare: changes exactly when :meth:`_monitor_point` does (the loss
+        monitor took terms or was reset; the labelled count, its state, override mode or the
+        policy changed)."""
+        m, s = self.monitors, self._state
+        return (
+            self._monitor_moves,
+            s["counts"]["labelled"],
+            m.state,
+            m.override,
+            s["serving"]["policy"],
         )
 
     def _append_monitor_point(self, version: int) -> None:
@@ -462,6 +480,8 @@ class AlignmentLoop:
 
     def fix(self) -> None:
         """A new policy or thresholds serve: the old evidence is about another rule."""
+        if self.monitors.loss.status.n:
+            self._monitor_moves += 1
         self.monitors.reset_loss()
         self.observations.restart()
         self.scheduler.on_fix()
@@ -509,6 +529,7 @@ class AlignmentLoop:
         c["abstained"] += obs.abstained
         self.scheduler.labels += obs.labelled_current
         s["now_us"] = max(int(s["now_us"]), obs.last_time_us)
+        self._monitor_moves += bool(obs.loss.size)
         for kind, payload in self.monitors.observe(obs):
             self.emit(kind, payload)
         events, rose = self.monitors.react(s["serving"], fallback=self.fallback is not None)
@@ -566,76 +587,39 @@ class AlignmentLoop:
         the stored decisions; ids stored with other content raise :class:`ConflictError`.
         Any error leaves the store and the loop as they were.
         """
-        x = np.asarray(X, dtype=np.float64)
-        if x.ndim != 2:
-            raise _bad("X", f"must be a 2-D array (n, d), got shape {x.shape}")
-        n = x.shape[0]
-        sids = [str(s) for s in scenario_ids]
-        if len(sids) != n:
-            raise _bad("scenario_ids", f"needs one id per row ({n}), got {len(sids)}")
-        dids = [f"d-{s}" for s in sids] if decision_ids is None else [str(d) for d in decision_ids]
-        if len(dids) != n:
-            raise _bad("decision_ids", f"needs one id per row ({n}), got {len(dids)}")
-        if len(set(dids)) != n:
-            raise _bad("decision_ids", "must be unique within the batch")
-        segs = ["default"] * n if segments is None else [str(g) for g in segments]
-        if len(segs) != n:
-            raise _bad("segments", f"needs one segment per row ({n}), got {len(segs)}")
-        if timestamps is None:
-            ts = np.full(n, _now_us(), dtype=np.int64)
-        else:
-            ts = np.broadcast_to(np.asarray(timestamps, dtype=np.int64), (n,)).copy()
+        inp = DecideInput.check(X, scenario_ids, segments, decision_ids, timestamps)
 
         def work() -> DecisionBatch:
-            stored = self.store.read_decisions(ids=dids)
+            stored = self.store.read_decisions(ids=inp.dids)
             if len(stored):
-                batch = self._stored_batch(stored, dids, sids, segs)
-                # the same scenarios, or a ConflictError naming what differs
-                self.store.ingest_scenarios(
-                    _scenario_table(sids, x, segs, None if timestamps is None else ts)
+                batch = stored_batch(
+                    stored, inp, self.actions, override=self.override, step=self.step - 1
                 )
+                # the same scenarios, or a ConflictError naming what differs
+                self.store.ingest_scenarios(scenario_table(inp, with_times=inp.given_ts))
                 return batch
             self._sync_serving()
-            return self._decide_new(x, sids, dids, segs, ts, review_capacity)
+            return self._decide_new(inp, review_capacity)
 
         batch, events = self._call(work)
         return replace(batch, events=tuple(events))
-
-    def _segment_rows(self, table: ThresholdTable, segs: Sequence[str]) -> np.ndarray | None:
-        return table.segment_codes(list(segs)) if table.segments else None
 
     def rule(self, X: np.ndarray, segments: Sequence[str] | None = None) -> np.ndarray:
         """The serving policy's decision codes with the serving thresholds (no side
         effects; as of this process's last call)."""
         x = np.asarray(X, dtype=np.float64)
-        table = self.table
         segs = ["default"] * x.shape[0] if segments is None else list(segments)
-        return decide_codes(self.policy.predict_proba(x), table, self._segment_rows(table, segs))
+        _, shadow, _, _ = rule_decisions(self.policy, self.table, x, segs, override=False)
+        return shadow
 
-    def _decide_new(
-        self,
-        x: np.ndarray,
-        sids: list[str],
-        dids: list[str],
-        segs: list[str],
-        ts: np.ndarray,
-        review_capacity: int | None,
-    ) -> DecisionBatch:
-        import pyarrow as pa
-
+    def _decide_new(self, inp: DecideInput, review_capacity: int | None) -> DecisionBatch:
+        """Decide, sample, fit the review capacity, store, catch up."""
         policy, table = self.policy, self.table
         override = self.monitors.override
-        scores = policy.predict_proba(x)
-        rows = self._segment_rows(table, segs)
-        shadow = decide_codes(scores, table, rows)
-        fb_scores = None if self.fallback is None else self.fallback.predict_proba(x)
-        if not override:
-            served = shadow
-        elif fb_scores is not None:
-            served = decide_codes(fb_scores, table, rows)
-        else:
-            served = np.full(x.shape[0], DEFER_CODE, dtype=np.int16)
-        review, prop, coins = self.sampling.sample(scores, served, dids)
+        scores, shadow, served, fb_scores = rule_decisions(
+            policy, table, inp.x, inp.segs, override=override, fallback=self.fallback
+        )
+        review, prop, coins = self.sampling.sample(scores, served, inp.dids)
         self._state["step"] += 1
         if review_capacity is not None:
             fit = self.capacity.fit(
@@ -654,42 +638,34 @@ class AlignmentLoop:
             self.count("review_overflow", fit.overflow)
             for kind, payload in fit.events:
                 self.emit(kind, payload)
-        names = np.array([*self.actions.actions, DEFER], dtype=object)
-        action = names[served]
-        shadow_name = names[shadow]
-        times = pa.array(ts, type=pa.timestamp("us", tz="UTC"))
-        self.store.ingest_scenarios(_scenario_table(sids, x, segs, ts))
+        self.store.ingest_scenarios(scenario_table(inp))
         self.store.ingest_decisions(
-            pa.table(
-                {
-                    "id": pa.array(dids, pa.string()),
-                    "scenario_id": pa.array(sids, pa.string()),
-                    "policy_version": pa.array([policy.version] * len(dids), pa.string()),
-                    "threshold_version": pa.array([table.version] * len(dids), pa.string()),
-                    "scores": _list_array(scores),
-                    "action": pa.array(action.tolist(), pa.string()),
-                    "shadow_action": pa.array(
-                        np.where(served != shadow, shadow_name, None).tolist(), pa.string()
-                    ),
-                    "propensity": pa.array(prop, pa.float64()),
-                    "review": pa.array(review, pa.bool_()),
-                    "segment": pa.array(segs, pa.string()),
-                    "timestamp": times,
-                }
+            decision_table(
+                inp,
+                actions=self.actions,
+                policy_version=policy.version,
+                threshold_version=table.version,
+                scores=scores,
+                served=served,
+                shadow=shadow,
+                propensity=prop,
+                review=review,
             )
         )
+        n = len(inp.dids)
         self._emit_decisions(
-            len(dids),
+            n,
             int((served == DEFER_CODE).sum()),
-            {f"{policy.version}/{table.version}": len(dids)},
+            {f"{policy.version}/{table.version}": n},
             override=override,
         )
         self._catch_up()
+        names = action_names(self.actions)
         return DecisionBatch(
-            decision_id=dids,
-            scenario_id=sids,
-            action=action.tolist(),
-            shadow_action=shadow_name.tolist(),
+            decision_id=inp.dids,
+            scenario_id=inp.sids,
+            action=names[served].tolist(),
+            shadow_action=names[shadow].tolist(),
             propensity=prop,
             review=review,
             scores=scores,
@@ -716,55 +692,6 @@ class AlignmentLoop:
                 "override": override,
                 "worker": self.worker,
             },
-        )
-
-    def _stored_batch(
-        self, stored: Any, dids: list[str], sids: list[str], segs: list[str]
-    ) -> DecisionBatch:
-        """An identical re-send: the stored decisions (or a conflict naming the item)."""
-        at = {d: i for i, d in enumerate(stored.decision_id)}
-        errors = []
-        for i, (d, s) in enumerate(zip(dids, sids, strict=True)):
-            j = at.get(d)
-            if j is None:
-                errors.append(
-                    ItemError(i, "decision_ids", "new in a batch whose other ids are stored", d)
-                )
-            elif stored.scenario_id[j] != s:
-                errors.append(
-                    ItemError(
-                        i,
-                        "scenario_ids",
-                        f"decision {d!r} is stored for scenario {stored.scenario_id[j]!r}",
-                        d,
-                    )
-                )
-            elif stored.segment[j] != segs[i]:
-                errors.append(
-                    ItemError(
-                        i, "segments", f"decision {d!r} is stored in {stored.segment[j]!r}", d
-                    )
-                )
-        if errors:
-            raise ConflictError(errors, what="decisions")
-        order = np.array([at[d] for d in dids], dtype=np.intp)
-        names = np.array([*self.actions.actions, DEFER], dtype=object)
-        served = stored.action[order]
-        shadow = stored.measured[order]
-        return DecisionBatch(
-            decision_id=dids,
-            scenario_id=sids,
-            action=names[served].tolist(),
-            shadow_action=names[shadow].tolist(),
-            propensity=stored.propensity[order],
-            review=stored.review[order] == 1,
-            scores=stored.scores[order],
-            policy_version=stored.policy_version[int(order[0])],
-            threshold_version=stored.threshold_version[int(order[0])],
-            override=bool(self.monitors.override),
-            step=self.step - 1,
-            decision=served.astype(np.int16),
-            shadow=shadow.astype(np.int16),
         )
 
     def record_decisions(self, decisions: Any) -> IngestReport:
@@ -801,60 +728,16 @@ class AlignmentLoop:
 
         def work() -> None:
             self._sync_serving()
-            batch = self._feedback_batch(feedback)
+            batch, dropped = feedback_batch(
+                self.store, feedback, self.options.feedback, self.actions
+            )
+            self.count("dropped_feedback", dropped)
             if batch is not None:
                 self.store.ingest_feedback(batch)
             self._catch_up()
 
         _, events = self._call(work)
         return events
-
-    def _feedback_batch(self, feedback: Any) -> Any:
-        """The batch to store: as given, or transformed by the ``feedback`` switch of the
-        ablation study (dropped kinds never reach the store; ``abstain_as_like`` stores
-        abstentions as agreement)."""
-        mode = self.options.feedback
-        if mode == "all":
-            return feedback
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        table = _as_table(feedback)
-        if table.num_rows == 0:
-            return None
-        kind = table.column("kind")
-        if mode in ("likes_only", "overrides_only"):
-            keep = pc.equal(kind, "like" if mode == "likes_only" else "override")
-            kept = table.filter(keep)
-            self.count("dropped_feedback", table.num_rows - kept.num_rows)
-            return kept if kept.num_rows else None
-        abstain = np.asarray(pc.equal(kind, "abstain").to_numpy(zero_copy_only=False), dtype=bool)
-        if not abstain.any():
-            return table
-        ids = table.column("decision_id").to_pylist()
-        dec = self.store.read_decisions(ids=[ids[i] for i in np.flatnonzero(abstain)])
-        at = {d: i for i, d in enumerate(dec.decision_id)}
-        kinds = np.asarray(kind.to_pylist(), dtype=object)
-        has_action = "action" in table.column_names
-        actions = np.asarray(
-            table.column("action").to_pylist() if has_action else [None] * table.num_rows,
-            dtype=object,
-        )
-        for i in np.flatnonzero(abstain):
-            j = at.get(ids[i])
-            if j is None:
-                continue  # unknown decision: the store names it
-            served = int(dec.action[j])
-            if served == DEFER_CODE:  # nothing to like: counted as the policy's top action
-                kinds[i] = "override"
-                actions[i] = self.actions.actions[int(np.argmax(dec.scores[j]))]
-            else:
-                kinds[i] = "like"
-                actions[i] = None
-        cols = {c: table.column(c) for c in table.column_names}
-        cols["kind"] = pa.array(kinds.tolist(), pa.string())
-        cols["action"] = pa.array(actions.tolist(), pa.string())
-        return pa.table(cols)
 
     # ------------------------------------------------------------------ reading
     def status(self) -> LoopStatus:
@@ -941,45 +824,3 @@ class AlignmentLoop:
         belongs to the caller)."""
         with self._lock:
             self.store.release_lease(LEASE, self.worker)
-
-
-def _scenario_table(sids: list[str], x: np.ndarray, segs: list[str], ts: np.ndarray | None) -> Any:
-    import pyarrow as pa
-
-    cols = {
-        "id": pa.array(sids, pa.string()),
-        "features": _list_array(x),
-        "segment": pa.array(segs, pa.string()),
-    }
-    if ts is not None:
-        cols["timestamp"] = pa.array(ts, type=pa.timestamp("us", tz="UTC"))
-    return pa.table(cols)
-
-
-def _list_array(M: np.ndarray) -> Any:
-    import pyarrow as pa
-
-    M = np.ascontiguousarray(M, dtype=np.float64)
-    offsets = pa.array(np.arange(M.shape[0] + 1, dtype=np.int32) * M.shape[1])
-    return pa.ListArray.from_arrays(offsets, pa.array(M.ravel()))
-
-
-def _as_table(feedback: Any) -> Any:
-    """Feedback records / mappings / Arrow / DataFrame -> a pyarrow Table."""
-    import pyarrow as pa
-
-    from npo.domain.batch import arrow_table
-
-    table = arrow_table(feedback)
-    if table is not None:
-        return table
-    rows = []
-    for f in feedback:
-        if hasattr(f, "model_dump"):
-            d = f.model_dump()
-            d["kind"] = getattr(d["kind"], "value", d["kind"])
-        else:
-            d = dict(f)
-        rows.append(d)
-    keys = list(dict.fromkeys(k for r in rows for k in r))  # every field of any item
-    return pa.table({k: [r.get(k) for r in rows] for k in keys})

@@ -265,6 +265,8 @@ def monitor_history(store: Any, max_points: int) -> list[MonitorPoint]:
             [ItemError(0, "max_points", f"must be a whole number >= 1, got {max_points!r}")],
             "monitor history",
         )
+    if store._dialect.read_only and "monitor_points" not in store._dialect.tables(store._conn):
+        return []  # a store made before the table, opened read-only: no history yet
     with store._read():
         n, n_changed = store._x(
             "SELECT COUNT(*), COALESCE(SUM(changed), 0) FROM monitor_points"
