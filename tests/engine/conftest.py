@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import helpers
+import engine_helpers as helpers
 
 from npo.engine.export import export_store
 

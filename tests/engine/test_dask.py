@@ -13,9 +13,9 @@ import os
 from datetime import timedelta
 from typing import Any
 
-import helpers
+import engine_helpers as helpers
 import pytest
-from helpers import COSTS, breakdown_matches_store, close
+from engine_helpers import COSTS, breakdown_matches_store, close
 from typer.testing import CliRunner
 
 from npo.cli.main import app

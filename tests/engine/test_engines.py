@@ -17,10 +17,10 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
-import helpers
+import engine_helpers as helpers
 import numpy as np
 import pytest
-from helpers import COSTS, breakdown_matches_store, close
+from engine_helpers import COSTS, breakdown_matches_store, close
 
 from npo.engine import Candidates, Dataset, LocalEngine
 from npo.engine import sweep as sw

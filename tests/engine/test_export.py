@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import helpers
+import engine_helpers as helpers
 import numpy as np
 import pyarrow.parquet as pq
 import pytest

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import Site, seed
+from web_helpers import Site, seed
 
 CHROMEDRIVER = os.environ.get("NPO_CHROMEDRIVER", "/usr/bin/chromedriver")
 ARTIFACTS = Path(os.environ.get("NPO_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import ACTIONS, Site, answer_all, decide, feedback_rows
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+from web_helpers import ACTIONS, Site, answer_all, decide, feedback_rows
 
 WAIT = 20.0
 

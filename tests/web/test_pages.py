@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from helpers import feedback_rows
 from server import prepare, scenarios
+from web_helpers import feedback_rows
 
 from npo.service.app import create_app
 from npo.service.settings import Settings
