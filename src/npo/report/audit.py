@@ -91,20 +91,39 @@ def _time(v: Any) -> str:
     return _txt(v, 40).replace("T", " ").removesuffix("+00:00")
 
 
+def trigger_evidence(ev: Mapping[str, Any]) -> str:
+    """What a trigger fired on, in words: the estimate and its confidence sequence, or (when
+    the e-detector fired: a change detector has no point estimate) its e-value against the
+    threshold beside the band; "" when the record carries neither."""
+    inner = ev.get("evidence") if isinstance(ev.get("evidence"), Mapping) else {}
+    conf = inner.get("delta")
+    level = f"{100 * (1 - conf):.0f}% " if isinstance(conf, float) else ""
+    band = (
+        f"{level}confidence sequence [{_num(ev.get('lower'))}, {_num(ev.get('upper'))}] on "
+        f"{_num(ev.get('n'))} decisions"
+    )
+    if ev.get("estimate") is not None:
+        return f"estimated loss {_num(ev.get('estimate'))}, {band}"
+    fired = inner.get("fired")
+    if isinstance(fired, str) and fired.startswith("log_e"):
+        value, limit = (
+            inner.get(f"{fired}_at_alarm", inner.get(fired)),
+            inner.get(f"{fired}_threshold"),
+        )
+        return f"e-detector fired (log e-value {_num(value)} ≥ threshold {_num(limit)}); {band}"
+    if ev.get("lower") is not None or ev.get("upper") is not None:
+        return band
+    return ""
+
+
 def _trigger(p: Mapping[str, Any], what: str) -> str:
     ev = p.get("evidence") or {}
     head = f"{what} {_txt(p.get('from'), 20)} → {_txt(p.get('to'), 20)}"
     if "step" in p:
         head += f" at step {_num(p['step'])}"
     parts = [head]
-    if ev.get("estimate") is not None:
-        conf = ev.get("evidence", {}).get("delta") if isinstance(ev.get("evidence"), dict) else None
-        level = f"{100 * (1 - conf):.0f}% " if isinstance(conf, float) else ""
-        parts.append(
-            f"estimated loss {_num(ev.get('estimate'))}, {level}confidence sequence "
-            f"[{_num(ev.get('lower'))}, {_num(ev.get('upper'))}] on {_num(ev.get('n'))} "
-            "decisions"
-        )
+    if said := trigger_evidence(ev):
+        parts.append(said)
     if "lambda" in p:
         parts.append(f"λ = {_txt(p['lambda'], 20)}, λ_crit = {_txt(p.get('lambda_crit'), 20)}")
     if p.get("policy"):

@@ -175,10 +175,11 @@ def _fmt(v: Any, nd: int = 3) -> str:
 def _why(e: dict[str, Any]) -> str:
     ev = e.get("evidence") or {}
     if e["kind"] == "trigger":
+        from npo.report.audit import trigger_evidence
+
         return (
-            f"{e['from']} → {e['to']}: estimate {_fmt(ev.get('estimate'))}, "
-            f"band [{_fmt(ev.get('lower'))}, {_fmt(ev.get('upper'))}] on n = {ev.get('n')} "
-            f"decisions vs λ = {e['lambda']:g}, λ_crit = {e['lambda_crit']:g}"
+            f"{e['from']} → {e['to']}: {trigger_evidence(ev) or 'no evidence recorded'}; "
+            f"λ = {e['lambda']:g}, λ_crit = {e['lambda_crit']:g}"
         )
     if e["kind"] == "validation":
         return (
