@@ -77,7 +77,7 @@ def test_ablate_small_grid_writes_tables_figures_and_results(tmp_path) -> None: 
     assert res.exit_code == 0 and cells["no-ipw"] == {"ipw": False}
     out = tmp_path / "study"
     args = [
-        "ablate", "--out", str(out), "--seeds", "2", "--steps", "120", "--workers", "1",
+        "ablate", "--out", str(out), "--seeds", "2", "--steps", "60", "--workers", "1",
         "--cells", "full,no-retraining,likes-only,overrides-only",
         "--fidelity-scenarios", "stationary", "--fidelity-seeds", "2",
         "--experiment-seeds", "2", "--json",
