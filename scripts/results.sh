@@ -2,7 +2,7 @@
 # Regenerate docs/results.md and docs/figures/ (PNG plots; CSV/Markdown tables in
 # docs/figures/tables/): every number and plot of the results page, with one command.
 # Same seed, same numbers: the tables are byte-identical.
-#   scripts/results.sh                 # full grid: 20 seeds per cell (~12 min on 2 cores)
+#   scripts/results.sh                 # full grid: 20 seeds per cell (375 runs; 54 min on 2 shared cores)
 #   SEEDS=5 scripts/results.sh         # a quicker preview
 set -euo pipefail
 cd "$(dirname "$0")/.."
