@@ -233,3 +233,27 @@ def test_processes_creating_one_store_at_once_agree(store_url: str) -> None:
     assert run_together(_create, [(store_url,)] * 3) == ["ok"] * 3
     with open_store(store_url) as s:
         assert s.counts()["decisions"] == 1 and s.actions == A
+
+
+def test_a_name_added_by_another_process_is_found(store_url: str) -> None:
+    """Workers share a store: a segment (policy, reviewer ...) named by one after the other
+    read its names is decoded by re-reading them, not a KeyError (a 500 in the service)."""
+    from npo.domain import ActionSpace
+    from npo.store import open_store
+
+    first = open_store(store_url, ActionSpace(("a", "b")))
+    second = open_store(store_url)
+    try:
+        with first.transaction():
+            (old,) = first._codes("segment", ["north"])
+        seen = second._names_of("segment")
+        assert seen[old] == "north"
+        with first.transaction():
+            (new,) = first._codes("segment", ["south"])
+        assert second._names_of("segment")[new] == "south"
+        assert second._names_of("segment").get(10**9, "-") == "-"
+        with pytest.raises(KeyError):
+            second._names_of("segment")[10**9]
+    finally:
+        first.close()
+        second.close()

@@ -228,8 +228,11 @@ def scan(
         count = store._x(f"SELECT count(*) FROM {kind} t WHERE {where or '1 = 0'}").fetchone()
         arrays = _stream(store, sql, cols, int(count[0]))
         for c in set(arrays) & set(names):
+            known = store._names_of(names[c])
+            if arrays[c].size:
+                known.get(int(arrays[c].max()))  # read again if another process added it
             decode = np.array(
-                [store._names_of(names[c]).get(i, "") for i in range(int(arrays[c].max()) + 1)]
+                [dict.get(known, i, "") for i in range(int(arrays[c].max()) + 1)]
                 if arrays[c].size
                 else [],
                 dtype=object,

@@ -46,6 +46,29 @@ from npo.store.schema import ADDED, COUNTED, NAME_KINDS, SCHEMA_VERSION, TABLES
 DEFAULT_BUCKET_S = 86_400
 
 
+class NameTable(dict[int, str]):
+    """code -> name of one kind, as read from the store. Several processes share a store,
+    so a code missing here may be a name another process added since: the table is read
+    again once before the code is called unknown (``[]`` raises KeyError, ``get`` gives
+    the default)."""
+
+    def __init__(self, read: Any) -> None:
+        super().__init__(read())
+        self._read = read
+
+    def __missing__(self, code: int) -> str:
+        self.update(self._read())
+        if dict.__contains__(self, code):
+            return dict.__getitem__(self, code)
+        raise KeyError(code)
+
+    def get(self, code: int, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[code]
+        except KeyError:
+            return default
+
+
 class SQLStore(Store):
     """Scenarios, decisions, feedback, versions, audit, state and maintained statistics in
     one SQL database. Open with :func:`npo.store.open_store`.
@@ -279,11 +302,16 @@ class SQLStore(Store):
 
     # -- names -----------------------------------------------------------------------------
     def _names_of(self, kind: str) -> dict[int, str]:
-        """code -> name for one kind of name (the whole small dictionary table)."""
+        """code -> name for one kind of name (the whole small dictionary table); a code
+        added by another process since it was read is found by reading it again."""
         names = self._names.get(kind)
         if names is None:
-            rows = self._x("SELECT code, name FROM names WHERE kind = ?", (NAME_KINDS[kind],))
-            names = {int(c): n for c, n in rows.fetchall()}
+
+            def read() -> dict[int, str]:
+                rows = self._x("SELECT code, name FROM names WHERE kind = ?", (NAME_KINDS[kind],))
+                return {int(c): n for c, n in rows.fetchall()}
+
+            names = NameTable(read)
             if self._depth == 0:
                 self._names[kind] = names
         return names
