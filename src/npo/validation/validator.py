@@ -43,6 +43,7 @@ better ``≤ Σ δ_j ≤ δ`` over the loop's whole life (union bound).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -499,17 +500,20 @@ class PairedSums:
         return cnt[:nb], sign * sa[:nb], sb[:nb], saa[:nb], sign * sab[:nb], sbb[:nb]
 
 
-class _Test:
+class _Test(ABC):
     """One-sided tests about ``Δ = E[D]`` on the rows summarised by a :class:`PairedSums`."""
 
+    @abstractmethod
     def evidence_below(self, sums: PairedSums, m: float, delta: float) -> bool:
         """Is ``H: Δ ≥ m`` rejected at level ``delta``?"""
         raise NotImplementedError
 
+    @abstractmethod
     def evidence_above(self, sums: PairedSums, m: float, delta: float) -> bool:
         """Is ``H: Δ ≤ m`` rejected at level ``delta``?"""
         raise NotImplementedError
 
+    @abstractmethod
     def bounds(self, sums: PairedSums, delta: float) -> tuple[float, float]:
         """One-sided ``1 − delta`` lower and upper confidence bounds of ``Δ``."""
         raise NotImplementedError
